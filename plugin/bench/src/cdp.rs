@@ -1,0 +1,1 @@
+//! CDP client (to do).
