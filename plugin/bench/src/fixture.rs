@@ -2,6 +2,7 @@
 //! measures the sandbox and not the internet.
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::get;
 
@@ -10,6 +11,8 @@ pub const FIXTURE_TITLE: &str = "sandcanary bench fixture";
 
 const PAGE: &str = "<!doctype html><html><head><title>sandcanary bench fixture</title></head>\
 <body><p>Hostname: sandcanary-fixture</p></body></html>";
+
+const NOT_FOUND: &str = "<!doctype html><title>not found</title>";
 
 /// A running fixture server; stops when dropped.
 pub struct FixtureServer {
@@ -22,7 +25,10 @@ impl FixtureServer {
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().route("/", get(|| async { Html(PAGE) }));
+        // A 404 with a body: Chromium turns an empty 404 into a navigation error instead of a page.
+        let app = Router::new()
+            .route("/", get(|| async { Html(PAGE) }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, Html(NOT_FOUND)) });
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "fixture server stopped");

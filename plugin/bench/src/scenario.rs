@@ -260,11 +260,10 @@ async fn run_one(
     };
     if prepared.fresh && scenario != Scenario::Restore {
         // The first session on a new browser is slower; warm means "used before", so use it once.
-        let endpoint = target.open(scenario).await;
-        if let Ok(ep) = endpoint {
-            if let Err(e) = warm_up(&ep, cfg).await {
-                tracing::warn!(error = %e, "warm-up session failed");
-            }
+        if let Ok(ep) = target.open(scenario).await
+            && let Err(e) = warm_up(&ep, cfg).await
+        {
+            tracing::warn!(error = %e, "warm-up session failed");
         }
     }
     let result = if scenario == Scenario::Mcp {

@@ -31,15 +31,18 @@ impl PhaseStats {
             let us = (v * 1000.0).round().clamp(1.0, 3_600_000_000.0) as u64;
             h.record(us).expect("value clamped into range");
         }
-        let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        // Min, max and mean are exact; quantiles come from the histogram, kept within [min, max].
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let q = |q: f64| (h.value_at_quantile(q) as f64 / 1000.0).clamp(min, max);
         Some(Self {
             count: h.len(),
-            min: h.min() as f64 / 1000.0,
+            min,
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
-            max: h.max() as f64 / 1000.0,
-            mean: h.mean() / 1000.0,
+            max,
+            mean: values.iter().sum::<f64>() / values.len() as f64,
         })
     }
 }
