@@ -1,0 +1,199 @@
+//! The admin port: health, readiness, Prometheus metrics and the session API the bench drives
+//! (see docs/session-api.md). The session API is off unless a token is configured.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::backend::BackendError;
+use crate::config::{Secret, valid_id};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::session::{ControlError, SessionError, SessionManager};
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub sessions: SessionManager,
+    pub identity: Arc<dyn Identity>,
+    pub metrics: Metrics,
+    pub token: Option<Secret>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", any(|| async { "ok" }))
+        .route("/readyz", any(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/sessions", get(list))
+        .route("/v1/sessions/{id}", get(show).put(ensure).delete(delete))
+        .route("/v1/sessions/{id}/suspend", post(suspend))
+        .route("/v1/sessions/{id}/resume", post(resume))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.identity.ready() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "informer cache not synced").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// A refused API call: status and message, rendered as `{"error": ...}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+/// Checks the bearer token; `Err` is the response to send instead.
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = &s.token else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "the session API is off (set SESSION_API_TOKEN)".into(),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.trim().as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid bearer token".into(),
+        ))
+    }
+}
+
+fn check_id(id: &str) -> Result<(), Refusal> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid session id: want 1-63 characters of [A-Za-z0-9._-]".into(),
+        ))
+    }
+}
+
+fn control_error(e: ControlError) -> Response {
+    let status = match &e {
+        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+        ControlError::Conflict { .. } => StatusCode::CONFLICT,
+        ControlError::Backend(BackendError::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
+        ControlError::Backend(BackendError::NotFound(_)) => StatusCode::NOT_FOUND,
+        ControlError::Backend(BackendError::Capacity(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        ControlError::Backend(_) => StatusCode::BAD_GATEWAY,
+        ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+    };
+    error(status, e)
+}
+
+async fn list(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r.into_response();
+    }
+    Json(json!({ "sessions": s.sessions.list() })).into_response()
+}
+
+async fn show(State(s): State<AdminState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
+        return r.into_response();
+    }
+    match s.sessions.info(&id) {
+        Some(info) => Json(info).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no session for id {id:?}")),
+    }
+}
+
+async fn ensure(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
+        return r.into_response();
+    }
+    match s.sessions.get(&id).await {
+        Ok((lease, _)) => {
+            drop(lease);
+            match s.sessions.info(&id) {
+                Some(info) => Json(info).into_response(),
+                None => error(StatusCode::CONFLICT, "the session went away meanwhile"),
+            }
+        }
+        Err(e @ SessionError::Ensure(BackendError::Capacity(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
+async fn delete(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
+        return r.into_response();
+    }
+    match s.sessions.delete(&id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn suspend(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
+        return r.into_response();
+    }
+    match s.sessions.suspend(&id).await {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn resume(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
+        return r.into_response();
+    }
+    match s.sessions.resume(&id).await {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => control_error(e),
+    }
+}

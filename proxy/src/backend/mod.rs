@@ -1,0 +1,129 @@
+//! Where sandboxes come from. Each backend turns a sandbox id into a ready endpoint; the session manager
+//! makes sure at most one `ensure` per id runs at a time, so backends need not.
+
+pub mod local;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+/// `host:port`, with IPv6 hosts bracketed (the reference's `%s:%d` broke them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Authority {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A ready sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where WebSocket upgrades go (the Playwright server).
+    pub ws: Authority,
+    /// Where plain HTTP goes (MCP over HTTP); the WebSocket port when the sandbox has no MCP port.
+    pub mcp: Option<Authority>,
+    /// Host header to send instead of the upstream authority (substrate routes by virtual host).
+    pub host_header: Option<String>,
+    /// Identity of the sandbox instance, which changes when the sandbox is recreated (the bench uses
+    /// it to prove a cold start really was cold).
+    pub instance: String,
+}
+
+impl Endpoint {
+    pub fn http(&self) -> &Authority {
+        self.mcp.as_ref().unwrap_or(&self.ws)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The backend has no room for another sandbox; the caller should retry later (503).
+    #[error("{0}")]
+    Capacity(String),
+    /// The operation is not something this backend can do (501 on the session API).
+    #[error("the {backend} backend cannot {operation}")]
+    Unsupported {
+        backend: &'static str,
+        operation: &'static str,
+    },
+    #[error("no sandbox for id {0:?}")]
+    NotFound(String),
+    /// The sandbox failed for good (terminal condition, crashed during start-up, ...).
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Returns the ready endpoint for `id`, creating the sandbox if needed. Idempotent; may be
+    /// cancelled by dropping the future.
+    async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError>;
+
+    /// Removes the sandbox for `id`. Idempotent: an unknown id is success.
+    async fn delete(&self, id: &str) -> Result<(), BackendError>;
+
+    /// Ids of the sandboxes this proxy manages, for the start-up reconcile.
+    async fn list(&self) -> Result<Vec<String>, BackendError>;
+
+    /// Pauses the sandbox, keeping its state, so that a later `resume` is a restore.
+    async fn suspend(&self, _id: &str) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            operation: "suspend",
+        })
+    }
+
+    async fn resume(&self, _id: &str) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            operation: "resume",
+        })
+    }
+
+    /// Called once when the proxy exits. Backends whose sandboxes are the proxy's own children stop
+    /// them; cluster backends leave their sandboxes for the next instance to adopt.
+    async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_brackets_ipv6() {
+        assert_eq!(
+            Authority::new("10.0.0.1", 9222).to_string(),
+            "10.0.0.1:9222"
+        );
+        assert_eq!(
+            Authority::new("fd00::1", 9222).to_string(),
+            "[fd00::1]:9222"
+        );
+        assert_eq!(
+            Authority::new("pw-a.ns.svc", 80).to_string(),
+            "pw-a.ns.svc:80"
+        );
+    }
+}

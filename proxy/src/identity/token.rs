@@ -1,0 +1,124 @@
+//! Trusted-token identity: a caller holding the configured bearer token names its own sandbox id in a
+//! header (the bench uses this to create many ids from one address). Off unless configured.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
+use subtle::ConstantTimeEq;
+
+use super::{Identity, Verdict};
+use crate::config::{Secret, valid_id};
+
+pub struct TokenIdentity {
+    token: Secret,
+    header: HeaderName,
+}
+
+impl TokenIdentity {
+    pub fn new(token: Secret, header: HeaderName) -> Self {
+        Self { token, header }
+    }
+}
+
+#[async_trait]
+impl Identity for TokenIdentity {
+    async fn identify(&self, _peer: IpAddr, headers: &HeaderMap) -> Verdict {
+        let auth = headers.get(AUTHORIZATION);
+        let id = headers.get(&self.header);
+        if auth.is_none() && id.is_none() {
+            return Verdict::Unknown;
+        }
+        let presented = auth
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Verdict::Rejected("missing bearer token".into());
+        };
+        if !bool::from(presented.as_bytes().ct_eq(self.token.expose().as_bytes())) {
+            return Verdict::Rejected("invalid identity token".into());
+        }
+        let Some(id) = id.and_then(|v| v.to_str().ok()).map(str::trim) else {
+            return Verdict::Rejected(format!("token given without the {} header", self.header));
+        };
+        if !valid_id(id) {
+            return Verdict::Rejected(format!(
+                "invalid sandbox id in {}: want 1-63 characters of [A-Za-z0-9._-]",
+                self.header
+            ));
+        }
+        Verdict::Known {
+            id: id.to_string(),
+            strip: vec![AUTHORIZATION, self.header.clone()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> TokenIdentity {
+        TokenIdentity::new(
+            Secret::new("0123456789abcdef0123"),
+            HeaderName::from_static("x-sandbox-id"),
+        )
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn accepts_the_token_and_strips_credentials() {
+        let v = src()
+            .identify(
+                "127.0.0.1".parse().unwrap(),
+                &headers(&[
+                    ("authorization", "Bearer 0123456789abcdef0123"),
+                    ("x-sandbox-id", "bench-1"),
+                ]),
+            )
+            .await;
+        assert_eq!(
+            v,
+            Verdict::Known {
+                id: "bench-1".into(),
+                strip: vec![AUTHORIZATION, HeaderName::from_static("x-sandbox-id")]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_tokens_and_ids() {
+        let ip = "127.0.0.1".parse().unwrap();
+        let s = src();
+        for h in [
+            headers(&[("x-sandbox-id", "a")]),
+            headers(&[("authorization", "Bearer nope"), ("x-sandbox-id", "a")]),
+            headers(&[
+                ("authorization", "Basic 0123456789abcdef0123"),
+                ("x-sandbox-id", "a"),
+            ]),
+            headers(&[("authorization", "Bearer 0123456789abcdef0123")]),
+            headers(&[
+                ("authorization", "Bearer 0123456789abcdef0123"),
+                ("x-sandbox-id", "../etc"),
+            ]),
+        ] {
+            assert!(
+                matches!(s.identify(ip, &h).await, Verdict::Rejected(_)),
+                "{h:?}"
+            );
+        }
+        assert_eq!(s.identify(ip, &HeaderMap::new()).await, Verdict::Unknown);
+    }
+}

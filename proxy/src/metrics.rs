@@ -1,0 +1,153 @@
+//! Prometheus metrics, exposed as text on the admin port's `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub protocol: String,
+    pub status: String,
+}
+
+fn ensure_histogram() -> Histogram {
+    // 5 ms .. ~80 s: a warm pool hit is milliseconds, a cluster cold start tens of seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Every metric the proxy keeps. Cloning is cheap (the metrics are reference-counted).
+#[derive(Clone)]
+pub struct Metrics {
+    pub sessions: Gauge,
+    pub ensure_seconds: Family<ResultLabel, Histogram, fn() -> Histogram>,
+    pub ensures: Family<ResultLabel, Counter>,
+    pub reaps: Family<ResultLabel, Counter>,
+    pub websocket_connections: Gauge,
+    pub http_streams: Gauge,
+    pub requests: Family<RequestLabels, Counter>,
+    pub upstream_errors: Family<KindLabel, Counter>,
+    pub identity_failures: Family<KindLabel, Counter>,
+    pub invalidations: Counter,
+    registry: std::sync::Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let sessions = Gauge::default();
+        let ensure_seconds: Family<ResultLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(ensure_histogram);
+        let ensures = Family::<ResultLabel, Counter>::default();
+        let reaps = Family::<ResultLabel, Counter>::default();
+        let websocket_connections = Gauge::default();
+        let http_streams = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        let identity_failures = Family::<KindLabel, Counter>::default();
+        let invalidations = Counter::default();
+
+        let mut r = Registry::with_prefix("sandcanary");
+        r.register("sessions", "Sessions the proxy holds", sessions.clone());
+        r.register(
+            "ensure_duration_seconds",
+            "Time a backend ensure took, by result",
+            ensure_seconds.clone(),
+        );
+        r.register("ensures", "Backend ensures, by result", ensures.clone());
+        r.register(
+            "reaps",
+            "Idle sessions reaped, by result of the delete",
+            reaps.clone(),
+        );
+        r.register(
+            "websocket_connections",
+            "WebSocket connections open through the proxy",
+            websocket_connections.clone(),
+        );
+        r.register(
+            "http_streams",
+            "HTTP responses being streamed through the proxy",
+            http_streams.clone(),
+        );
+        r.register(
+            "requests",
+            "Requests on the data port, by protocol and status",
+            requests.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Failures talking to sandboxes, by kind",
+            upstream_errors.clone(),
+        );
+        r.register(
+            "identity_failures",
+            "Callers that could not be identified, by reason",
+            identity_failures.clone(),
+        );
+        r.register(
+            "invalidations",
+            "Sessions dropped because their sandbox refused or reset a connection",
+            invalidations.clone(),
+        );
+        Self {
+            sessions,
+            ensure_seconds,
+            ensures,
+            reaps,
+            websocket_connections,
+            http_streams,
+            requests,
+            upstream_errors,
+            identity_failures,
+            invalidations,
+            registry: std::sync::Arc::new(r),
+        }
+    }
+
+    pub fn result(result: &str) -> ResultLabel {
+        ResultLabel {
+            result: result.to_string(),
+        }
+    }
+
+    pub fn kind(kind: &str) -> KindLabel {
+        KindLabel {
+            kind: kind.to_string(),
+        }
+    }
+
+    pub fn request(&self, protocol: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol: protocol.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,251 @@
+//! Wiring: listeners, the accept loop, the reaper, and graceful shutdown.
+//!
+//! Shutdown order: stop accepting; let in-flight HTTP finish (SHUTDOWN_GRACE); give open WebSockets
+//! their own grace (WS_SHUTDOWN_GRACE), then close them; stop the reaper; let the backend stop what it
+//! owns (the local backend's child processes); stop the admin port last so probes see the drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::backend::Backend;
+use crate::backend::local::LocalBackend;
+use crate::config::{BackendKind, Config};
+use crate::forward::{ForwardConfig, Forwarder};
+use crate::identity::{Chain, Identity};
+use crate::metrics::Metrics;
+use crate::session::{SessionConfig, SessionManager};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{var}: cannot listen on {addr}: {source}")]
+    Bind {
+        var: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the backend the configuration names.
+pub fn backend_for(cfg: &Config) -> Arc<dyn Backend> {
+    match cfg.backend {
+        BackendKind::Local => Arc::new(LocalBackend::new(cfg.local.clone())),
+        other => unreachable!(
+            "backend {} is rejected by config validation",
+            other.as_str()
+        ),
+    }
+}
+
+/// A running proxy.
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub sessions: SessionManager,
+    pub backend: Arc<dyn Backend>,
+    pub metrics: Metrics,
+    stop: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the shutdown has finished.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Starts the proxy with the backend and identity the configuration names.
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let backend = backend_for(&cfg);
+    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    start_with(cfg, backend, identity).await
+}
+
+/// Starts the proxy with a given backend and identity (tests use scripted ones).
+pub async fn start_with(
+    cfg: Config,
+    backend: Arc<dyn Backend>,
+    identity: Arc<dyn Identity>,
+) -> Result<Running, StartError> {
+    let data = TcpListener::bind(cfg.listen_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            var: "LISTEN_ADDR",
+            addr: cfg.listen_addr,
+            source,
+        })?;
+    let admin_listener = TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            var: "METRICS_ADDR",
+            addr: cfg.metrics_addr,
+            source,
+        })?;
+    let data_addr = data.local_addr().expect("bound socket has an address");
+    let admin_addr = admin_listener
+        .local_addr()
+        .expect("bound socket has an address");
+
+    let metrics = Metrics::new();
+    let sessions = SessionManager::new(
+        backend.clone(),
+        SessionConfig {
+            ensure_timeout: cfg.ensure_timeout,
+            wait_timeout: cfg.session_wait_timeout,
+            idle_ttl: cfg.idle_ttl,
+            delete_timeout: cfg.delete_timeout,
+        },
+        metrics.clone(),
+    );
+    sessions.reconcile().await;
+    let reaper = tokio::spawn(sessions.clone().run_reaper(cfg.idle_check_interval));
+
+    let forwarder = Forwarder::new(
+        identity.clone(),
+        sessions.clone(),
+        metrics.clone(),
+        ForwardConfig::from(&cfg),
+    );
+    let stop = CancellationToken::new();
+    let http_conns = TaskTracker::new();
+
+    let accept = tokio::spawn(accept_loop(
+        data,
+        forwarder.clone(),
+        stop.clone(),
+        http_conns.clone(),
+        cfg.read_header_timeout,
+        cfg.max_header_bytes,
+    ));
+
+    let admin_stop = CancellationToken::new();
+    let admin_app = admin::router(AdminState {
+        sessions: sessions.clone(),
+        identity,
+        metrics: metrics.clone(),
+        token: cfg.session_api_token.clone(),
+    });
+    let admin_task = {
+        let admin_stop = admin_stop.clone();
+        tokio::spawn(async move {
+            let r = axum::serve(admin_listener, admin_app)
+                .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+                .await;
+            if let Err(e) = r {
+                warn!(error = %e, "admin server failed");
+            }
+        })
+    };
+    info!(data = %data_addr, admin = %admin_addr, backend = backend.name(), "listening");
+
+    let done = {
+        let stop = stop.clone();
+        let sessions = sessions.clone();
+        let backend = backend.clone();
+        let (grace, ws_grace) = (cfg.shutdown_grace, cfg.ws_shutdown_grace);
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            info!("shutting down");
+            let _ = accept.await;
+            http_conns.close();
+            if tokio::time::timeout(grace, http_conns.wait())
+                .await
+                .is_err()
+            {
+                warn!(grace = ?grace, "in-flight HTTP requests did not finish in time");
+            }
+            let ws = forwarder.websockets();
+            ws.close();
+            if !ws.is_empty() {
+                info!(open = ws.len(), grace = ?ws_grace, "waiting for open WebSockets");
+            }
+            if tokio::time::timeout(ws_grace, ws.wait()).await.is_err() {
+                warn!(
+                    open = ws.len(),
+                    "closing WebSockets still open after the grace period"
+                );
+                forwarder.close_websockets();
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.wait()).await;
+            }
+            sessions.shutdown();
+            let _ = reaper.await;
+            backend.shutdown().await;
+            admin_stop.cancel();
+            let _ = admin_task.await;
+            info!("stopped");
+        })
+    };
+
+    Ok(Running {
+        data_addr,
+        admin_addr,
+        sessions,
+        backend,
+        metrics,
+        stop,
+        done,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    forwarder: Arc<Forwarder>,
+    stop: CancellationToken,
+    conns: TaskTracker,
+    read_header_timeout: Duration,
+    max_header_bytes: usize,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let forwarder = forwarder.clone();
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let svc = service_fn(move |req| forwarder.clone().handle(req, peer));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(read_header_timeout)
+                .max_buf_size(max_header_bytes.max(8192))
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
+                debug!(peer = %peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
