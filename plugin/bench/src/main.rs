@@ -54,6 +54,17 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Bench the raw CDP path: sessions through our CDP client against a DevTools endpoint
+    /// (--cdp-url http://host:port), or against a Chromium the bench starts itself.
+    Cdp {
+        #[arg(long)]
+        cdp_url: Option<String>,
+        /// Chromium to start when no --cdp-url is given.
+        #[arg(long, default_value = "/usr/bin/chromium")]
+        chromium: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Args)]
@@ -249,6 +260,46 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
     Ok(Report::new(page_url, samples))
 }
 
+async fn bench_cdp(
+    cdp_url: Option<&str>,
+    chromium: &std::path::Path,
+    common: &CommonArgs,
+) -> anyhow::Result<Report> {
+    use sandcanary_bench::cdp::{CdpClient, ChromiumCommand, ChromiumProcess, measure_session};
+    let fixture = FixtureServer::start()
+        .await
+        .context("starting the fixture page server")?;
+    let (page_url, title) = match &common.page_url {
+        Some(u) => (u.clone(), common.expect_title.clone()),
+        None => (fixture.url().to_string(), Some(FIXTURE_TITLE.to_string())),
+    };
+    let mut browser = None;
+    let ws_url = match cdp_url {
+        Some(u) => CdpClient::discover(u).await?,
+        None => {
+            let cmd = ChromiumCommand {
+                executable: chromium.to_path_buf(),
+                ..Default::default()
+            };
+            let b = ChromiumProcess::start(&cmd)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let url = b.ws_url().to_string();
+            browser = Some(b);
+            url
+        }
+    };
+    let mut samples = Vec::new();
+    for i in 0..common.samples {
+        samples.push(measure_session(&ws_url, "cdp", i, &page_url, title.as_deref()).await);
+        tokio::time::sleep(Duration::from_millis(common.pause_ms)).await;
+    }
+    if let Some(b) = browser {
+        b.stop().await;
+    }
+    Ok(Report::new(page_url, samples))
+}
+
 fn emit(report: &Report, common: &CommonArgs, compare: Option<(&str, &str)>) -> anyhow::Result<()> {
     if let Some(p) = &common.json_out {
         std::fs::write(p, report.to_json()).with_context(|| format!("writing {}", p.display()))?;
@@ -319,6 +370,15 @@ async fn main() -> anyhow::Result<()> {
             ];
             let report = bench(targets, common).await?;
             emit(&report, common, Some(("stable", "canary")))?;
+            report
+        }
+        Command::Cdp {
+            cdp_url,
+            chromium,
+            common,
+        } => {
+            let report = bench_cdp(cdp_url.as_deref(), chromium, common).await?;
+            emit(&report, common, None)?;
             report
         }
     };

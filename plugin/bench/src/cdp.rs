@@ -1,1 +1,0 @@
-//! CDP client (to do).
