@@ -541,6 +541,7 @@ impl StatisticalJudge {
             score,
             metrics: results,
             reasons,
+            audit: BTreeMap::new(),
         }
     }
 }

@@ -200,6 +200,7 @@ impl ThresholdJudge {
             score,
             metrics: results,
             reasons,
+            audit: BTreeMap::new(),
         }
     }
 

@@ -114,6 +114,9 @@ pub struct Verdict {
     pub reasons: Vec<String>,
     /// One short line for `Measurement.Metadata` (at most [`SUMMARY_MAX`] bytes).
     pub summary: String,
+    /// Small audit facts (LLM model, prompt digest, confidence, fallback reason); never secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit: BTreeMap<String, String>,
 }
 
 /// Upper bound of [`Verdict::summary`]: the AnalysisRun status lives in etcd and keeps 10
@@ -148,6 +151,7 @@ impl Verdict {
             metrics: Vec::new(),
             summary: truncate(&format!("{judge}: error: {why}"), SUMMARY_MAX),
             reasons: vec![why],
+            audit: BTreeMap::new(),
         }
     }
 
@@ -181,6 +185,9 @@ impl Verdict {
         m.insert("judge".into(), self.judge.clone());
         m.insert("score".into(), format!("{:.2}", self.score));
         m.insert("summary".into(), self.summary.clone());
+        for (k, v) in &self.audit {
+            m.insert(k.clone(), truncate(v, 120));
+        }
         m
     }
 }
