@@ -1,1 +1,37 @@
-//! GitHub regression reports.
+//! GitHub regression reports for failed canary verdicts.
+//!
+//! Given a [`FailedVerdict`], a [`Reporter`] opens an issue with the comparison table, a Mermaid
+//! chart, the judge's reasons and links, or, when an open issue already has the same
+//! [`Fingerprint`] (rollout, canary revision, failing metrics), adds a comment to it instead.
+//!
+//! What it promises:
+//! - no duplicate issue, even when a create times out after GitHub accepted it: every retry of a
+//!   create is preceded by a lookup by fingerprint label, and octocrab's own retries are off;
+//! - GitHub's rate-limit etiquette: mutations one at a time, at least 1 s apart, within an hourly
+//!   budget; `retry-after` and `x-ratelimit-reset` honoured, bounded back-off otherwise;
+//! - untrusted text (measured data, judge output) is escaped: no mentions, links, HTML or markup;
+//! - secrets are read from the env vars or files the config names and never logged;
+//! - `dryRun` renders without sending anything.
+
+mod api;
+mod chart;
+mod config;
+mod error;
+mod escape;
+mod fingerprint;
+mod pacing;
+mod render;
+mod reporter;
+mod rest;
+mod secret;
+mod verdict;
+
+pub use api::{CommentRef, IssueApi, IssueRef};
+pub use config::{AppAuthConfig, AuthConfig, DEFAULT_API_URL, GithubConfig, Limits};
+pub use error::{ApiError, ConfigError, ReportError, SecretError};
+pub use fingerprint::{Fingerprint, LABEL_PREFIX};
+pub use render::IssueDraft;
+pub use reporter::{ReportOutcome, Reporter};
+pub use rest::RestApi;
+pub use secret::Credentials;
+pub use verdict::{ComparisonRow, FailedVerdict, Links, PhaseStats, RolloutRef};

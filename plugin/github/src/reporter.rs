@@ -1,0 +1,364 @@
+//! Files a failed verdict as a GitHub issue, or as a comment on the open issue of the same
+//! regression, without ever creating the same issue twice.
+//!
+//! The order of calls is the point: look up by fingerprint label, then create or comment; after
+//! any failed create, look up again before trying again, because a create GitHub accepted may
+//! still have failed on our side (timeout, 5xx after commit, unreadable answer).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::api::{IssueApi, IssueRef};
+use crate::config::GithubConfig;
+use crate::error::{ApiError, ReportError};
+use crate::fingerprint::{Fingerprint, run_marker};
+use crate::pacing::MutationGate;
+use crate::render::{self, IssueDraft};
+use crate::rest::RestApi;
+use crate::secret::Credentials;
+use crate::verdict::FailedVerdict;
+
+/// What a report did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportOutcome {
+    /// Dry run: what would have been sent, nothing was.
+    DryRun {
+        /// The issue a first occurrence would open.
+        draft: IssueDraft,
+        /// The comment a repeat would add.
+        comment: String,
+    },
+    /// A new issue. `recovered` means an earlier try had in fact created it.
+    Created {
+        /// Issue number.
+        number: u64,
+        /// Web link.
+        url: String,
+        /// The issue was found by fingerprint after a failed-looking create.
+        recovered: bool,
+    },
+    /// The regression already had an open issue; a comment was added.
+    Commented {
+        /// Issue number.
+        number: u64,
+        /// Web link of the issue.
+        issue_url: String,
+        /// Web link of the comment.
+        comment_url: String,
+    },
+    /// This AnalysisRun was already reported on that issue; nothing was sent.
+    AlreadyReported {
+        /// Issue number.
+        number: u64,
+        /// Web link.
+        url: String,
+    },
+}
+
+/// Reports failed verdicts for one repository. Keep one per config: pacing and the hourly budget
+/// are per reporter.
+pub struct Reporter<A = RestApi> {
+    config: GithubConfig,
+    api: Option<A>,
+    gate: MutationGate,
+    serial: Mutex<()>,
+}
+
+impl<A> std::fmt::Debug for Reporter<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("owner", &self.config.owner)
+            .field("repo", &self.config.repo)
+            .field("dry_run", &self.config.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reporter<RestApi> {
+    /// Validates the config, loads the credentials it names and builds the GitHub client. A dry
+    /// run loads no credentials and builds no client. Call inside a tokio runtime.
+    pub fn from_config(config: GithubConfig) -> Result<Self, ReportError> {
+        config.validate()?;
+        let api = if config.dry_run {
+            None
+        } else {
+            let credentials = Credentials::load(&config.auth)?;
+            Some(RestApi::new(&config, credentials)?)
+        };
+        Ok(Self::assemble(config, api))
+    }
+}
+
+impl<A: IssueApi> Reporter<A> {
+    /// A reporter over any [`IssueApi`]; `dryRun` in the config still wins.
+    pub fn with_api(config: GithubConfig, api: A) -> Result<Self, ReportError> {
+        config.validate()?;
+        let api = (!config.dry_run).then_some(api);
+        Ok(Self::assemble(config, api))
+    }
+
+    fn assemble(config: GithubConfig, api: Option<A>) -> Self {
+        let gate = MutationGate::new(
+            config.limits.min_mutation_interval(),
+            config.limits.max_mutations_per_hour,
+        );
+        Self {
+            config,
+            api,
+            gate,
+            serial: Mutex::new(()),
+        }
+    }
+
+    /// The issue a first occurrence of this verdict would open.
+    pub fn render(&self, verdict: &FailedVerdict) -> IssueDraft {
+        render::issue(&self.config, verdict, &Fingerprint::of(verdict))
+    }
+
+    /// Files the verdict: a new issue, a comment on the open issue with the same fingerprint, or
+    /// nothing if this AnalysisRun is already there. Reports are handled one at a time.
+    pub async fn report(&self, verdict: &FailedVerdict) -> Result<ReportOutcome, ReportError> {
+        let fp = Fingerprint::of(verdict);
+        let draft = render::issue(&self.config, verdict, &fp);
+        let Some(api) = &self.api else {
+            info!(
+                owner = %self.config.owner,
+                repo = %self.config.repo,
+                fingerprint = fp.short(),
+                "dry run: rendered the GitHub issue without sending it"
+            );
+            return Ok(ReportOutcome::DryRun {
+                draft,
+                comment: render::comment(verdict),
+            });
+        };
+
+        let _one_at_a_time = self.serial.lock().await;
+        let run = run_marker(verdict);
+        match self.find_issue(api, &fp).await? {
+            Some(issue) => {
+                if issue.body.contains(&run) || self.has_comment(api, &issue, &run).await? {
+                    info!(
+                        issue = issue.number,
+                        fingerprint = fp.short(),
+                        "this analysis run is already reported"
+                    );
+                    return Ok(ReportOutcome::AlreadyReported {
+                        number: issue.number,
+                        url: issue.html_url,
+                    });
+                }
+                self.comment(api, issue, &render::comment(verdict), &run)
+                    .await
+            }
+            None => self.create(api, &fp, &draft).await,
+        }
+    }
+
+    /// The open issue carrying this fingerprint, if any (the oldest, should there be several).
+    async fn find_issue(&self, api: &A, fp: &Fingerprint) -> Result<Option<IssueRef>, ReportError> {
+        let label = fp.label();
+        let issues = self
+            .read("list issues by fingerprint label", || {
+                api.open_issues_with_label(&label)
+            })
+            .await?;
+        let found = issues
+            .into_iter()
+            .filter(|issue| issue.labels.contains(&label))
+            .filter(|issue| {
+                // The label is the key; the marker, when present, must agree (a short-hash clash).
+                let ours = fp.is_marked_in(&issue.body)
+                    || !issue.body.contains("<!-- sandcanary:fingerprint=");
+                if !ours {
+                    warn!(
+                        issue = issue.number,
+                        label = %label,
+                        "issue has the fingerprint label but another fingerprint; ignoring it"
+                    );
+                }
+                ours
+            })
+            .min_by_key(|issue| issue.number);
+        Ok(found)
+    }
+
+    /// Whether a comment with this run's marker exists near the end of the issue's comments.
+    async fn has_comment(&self, api: &A, issue: &IssueRef, run: &str) -> Result<bool, ReportError> {
+        // With `n` known comments, a new one lands at index n: look at its page and the one
+        // holding the last known comment.
+        let mut pages = vec![issue.comments / 100 + 1];
+        if issue.comments > 0 {
+            pages.insert(0, (issue.comments - 1) / 100 + 1);
+        }
+        pages.dedup();
+        for page in pages {
+            let comments = self
+                .read("list comments", || api.comments(issue.number, page))
+                .await?;
+            if comments.iter().any(|c| c.body.contains(run)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn create(
+        &self,
+        api: &A,
+        fp: &Fingerprint,
+        draft: &IssueDraft,
+    ) -> Result<ReportOutcome, ReportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // A retry must first rule out that the previous try went through.
+            let earlier = if attempt > 1 {
+                self.find_issue(api, fp).await?
+            } else {
+                None
+            };
+            if let Some(issue) = earlier {
+                info!(
+                    issue = issue.number,
+                    fingerprint = fp.short(),
+                    "an earlier create had gone through; not creating again"
+                );
+                return Ok(ReportOutcome::Created {
+                    number: issue.number,
+                    url: issue.html_url,
+                    recovered: true,
+                });
+            }
+            match self.gate.run(api.create_issue(draft)).await? {
+                Ok(issue) => {
+                    if !issue.labels.contains(&fp.label()) {
+                        warn!(
+                            issue = issue.number,
+                            "GitHub dropped the fingerprint label (does the credential have triage \
+                             access?); repeats of this regression will open new issues"
+                        );
+                    }
+                    info!(
+                        issue = issue.number,
+                        fingerprint = fp.short(),
+                        "opened issue"
+                    );
+                    return Ok(ReportOutcome::Created {
+                        number: issue.number,
+                        url: issue.html_url,
+                        recovered: false,
+                    });
+                }
+                Err(e) => self.pause_before_retry("create issue", attempt, e).await?,
+            }
+        }
+    }
+
+    async fn comment(
+        &self,
+        api: &A,
+        issue: IssueRef,
+        body: &str,
+        run: &str,
+    ) -> Result<ReportOutcome, ReportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if attempt > 1 && self.has_comment(api, &issue, run).await? {
+                info!(issue = issue.number, "an earlier comment had gone through");
+                return Ok(ReportOutcome::AlreadyReported {
+                    number: issue.number,
+                    url: issue.html_url,
+                });
+            }
+            match self
+                .gate
+                .run(api.create_comment(issue.number, body))
+                .await?
+            {
+                Ok(comment) => {
+                    info!(
+                        issue = issue.number,
+                        comment = comment.id,
+                        "commented on issue"
+                    );
+                    return Ok(ReportOutcome::Commented {
+                        number: issue.number,
+                        issue_url: issue.html_url,
+                        comment_url: comment.html_url,
+                    });
+                }
+                Err(e) => {
+                    self.pause_before_retry("comment on issue", attempt, e)
+                        .await?
+                }
+            }
+        }
+    }
+
+    /// Runs a read, retrying what is worth retrying.
+    async fn read<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T, ReportError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) => self.pause_before_retry(operation, attempt, e).await?,
+            }
+        }
+    }
+
+    /// Sleeps as long as GitHub asked (or a back-off), or says why no retry will happen.
+    async fn pause_before_retry(
+        &self,
+        operation: &'static str,
+        attempt: u32,
+        error: ApiError,
+    ) -> Result<(), ReportError> {
+        let limits = &self.config.limits;
+        let doubling = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+        let (wait, asked) = match &error {
+            ApiError::Rejected { .. } => {
+                return Err(ReportError::Api {
+                    operation,
+                    attempts: attempt,
+                    source: error,
+                });
+            }
+            ApiError::RateLimited { wait: Some(w), .. } => (*w, true),
+            ApiError::RateLimited { wait: None, .. } => {
+                (limits.rate_limit_fallback().saturating_mul(doubling), false)
+            }
+            _ => (limits.retry_backoff().saturating_mul(doubling), false),
+        };
+        if attempt >= limits.max_attempts {
+            return Err(ReportError::Api {
+                operation,
+                attempts: attempt,
+                source: error,
+            });
+        }
+        if asked && wait > limits.max_wait() {
+            return Err(ReportError::WaitTooLong { operation, wait });
+        }
+        let wait: Duration = wait.min(limits.max_wait());
+        warn!(
+            operation,
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            may_have_applied = error.is_ambiguous(),
+            error = %error,
+            "GitHub call failed; retrying"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! The input: a failed canary verdict, as the analysis plugin knows it.
+//!
+//! Every string in here may come from measured data, cluster objects or a judge (possibly an LLM),
+//! so the renderer treats all of it as untrusted.
+
+use serde::{Deserialize, Serialize};
+
+/// One failed canary analysis, ready to be reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedVerdict {
+    /// The Rollout under analysis.
+    pub rollout: RolloutRef,
+    /// Canary revision (e.g. the pod-template hash or image tag).
+    pub canary_revision: String,
+    /// Stable revision.
+    pub stable_revision: String,
+    /// Name of the AnalysisRun that produced the verdict.
+    pub analysis_run: String,
+    /// Which judge decided (threshold, statistical, llm).
+    pub judge: String,
+    /// The judge's 0-100 score, if it gives one.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Where a reader can see the objects.
+    #[serde(default)]
+    pub links: Links,
+    /// Per scenario and phase, stable against canary.
+    #[serde(default)]
+    pub comparison: Vec<ComparisonRow>,
+    /// Metrics the judge failed, e.g. `warm/total/p90`; part of the fingerprint.
+    #[serde(default)]
+    pub failing_metrics: Vec<String>,
+    /// The judge's reasons in its own words.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+/// Namespace and name of a Rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRef {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Rollout name.
+    pub name: String,
+}
+
+/// Links to the Rollout and AnalysisRun (e.g. in the Argo Rollouts dashboard).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Links {
+    /// Link to the Rollout.
+    #[serde(default)]
+    pub rollout: Option<String>,
+    /// Link to the AnalysisRun.
+    #[serde(default)]
+    pub analysis_run: Option<String>,
+}
+
+/// Latency of one phase of one scenario, stable against canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonRow {
+    /// Scenario name, e.g. `warm`.
+    pub scenario: String,
+    /// Phase name, e.g. `connect` or `total`.
+    pub phase: String,
+    /// The stable side.
+    pub stable: PhaseStats,
+    /// The canary side.
+    pub canary: PhaseStats,
+}
+
+/// Summary statistics of one side, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseStats {
+    /// Median.
+    pub median_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+}
+
+impl ComparisonRow {
+    /// Canary median over stable median; `None` when it has no meaning.
+    pub fn median_ratio(&self) -> Option<f64> {
+        ratio(self.canary.median_ms, self.stable.median_ms)
+    }
+
+    /// Canary p90 over stable p90; `None` when it has no meaning.
+    pub fn p90_ratio(&self) -> Option<f64> {
+        ratio(self.canary.p90_ms, self.stable.p90_ms)
+    }
+}
+
+/// A ratio only means something for finite, non-negative values over a positive baseline.
+fn ratio(canary: f64, stable: f64) -> Option<f64> {
+    (canary.is_finite() && stable.is_finite() && canary >= 0.0 && stable > 0.0)
+        .then(|| canary / stable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(stable: f64, canary: f64) -> ComparisonRow {
+        ComparisonRow {
+            scenario: "warm".into(),
+            phase: "total".into(),
+            stable: PhaseStats {
+                median_ms: stable,
+                p90_ms: stable * 2.0,
+            },
+            canary: PhaseStats {
+                median_ms: canary,
+                p90_ms: canary * 2.0,
+            },
+        }
+    }
+
+    #[test]
+    fn ratios_are_canary_over_stable() {
+        assert_eq!(row(10.0, 25.0).median_ratio(), Some(2.5));
+        assert_eq!(row(10.0, 25.0).p90_ratio(), Some(2.5));
+    }
+
+    #[test]
+    fn ratios_refuse_meaningless_inputs() {
+        assert_eq!(row(0.0, 5.0).median_ratio(), None);
+        assert_eq!(row(f64::NAN, 5.0).median_ratio(), None);
+        assert_eq!(row(5.0, f64::INFINITY).median_ratio(), None);
+        assert_eq!(row(5.0, -1.0).median_ratio(), None);
+    }
+}
