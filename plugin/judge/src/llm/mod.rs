@@ -252,6 +252,8 @@ impl LlmJudge {
             Ok(Err(e)) => Err(e.to_string()),
             Ok(Ok(text)) => answer::parse(&text).map_err(|e| e.to_string()),
         };
+        // error bodies may echo what we sent (a key in a 401 body): scrub before it is stored
+        let outcome = outcome.map_err(|why| prompt::redact(&why, &secret_refs));
         let latency_ms = started.elapsed().as_millis() as u64;
         let mut audit = std::collections::BTreeMap::new();
         audit.insert("llm".to_string(), provider.clone());
