@@ -69,6 +69,10 @@ impl Visit for Fields {
 
 impl Fields {
     fn put(&mut self, field: &Field, s: String) {
+        if field.name().starts_with("log.") {
+            // Source locations bridged from the `log` crate: noise in the controller's log.
+            return;
+        }
         if field.name() == "message" {
             self.message = clip(s);
         } else {
@@ -115,9 +119,12 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
     }
 }
 
-/// Installs the hclog layer as the global subscriber at `max_level`.
+/// Installs the hclog layer as the global subscriber at `max_level`; the yamux crate's own
+/// chatter is kept to warnings.
 pub fn init(module: &str, max_level: Level) {
-    let filter = tracing_subscriber::filter::LevelFilter::from_level(max_level);
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(max_level)
+        .with_target("tokio_yamux", Level::WARN);
     let _ = tracing_subscriber::registry()
         .with(HclogLayer::new(module).with_filter(filter))
         .try_init();

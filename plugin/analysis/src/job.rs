@@ -1,0 +1,86 @@
+//! The work behind one measurement. [`Job`] is the seam the real bench-and-judge job will
+//! plug into; [`PlaceholderJob`] is a stand-in that only waits and reports a scripted verdict.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use goplugin::metric::Phase;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PluginConfig;
+
+/// Who asked for the measurement (for logs and reports; never secrets).
+#[derive(Debug, Clone, Default)]
+pub struct JobContext {
+    pub namespace: String,
+    pub analysis_run: String,
+    pub rollout: Option<String>,
+    pub metric: String,
+}
+
+/// A finished job's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// A completed phase: Successful, Failed, Inconclusive or Error.
+    pub phase: Phase,
+    /// The measurement value (a 0-100 score).
+    pub value: String,
+    pub message: String,
+    /// A short summary placed in `Measurement.Metadata` (keep it small: it lives in etcd).
+    pub summary: BTreeMap<String, String>,
+}
+
+/// Long-running work started by `Run` and polled by `Resume`. Implementations must stop
+/// promptly when `cancel` fires.
+pub trait Job: Send + Sync + 'static {
+    /// A short name shown in metadata.
+    fn name(&self) -> &'static str;
+
+    fn start(
+        &self,
+        ctx: JobContext,
+        config: PluginConfig,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, JobOutcome>;
+}
+
+/// PLACEHOLDER until the bench and judges exist: waits `placeholder.durationMs` and reports
+/// `placeholder.phase` with `placeholder.score`. It measures nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlaceholderJob;
+
+impl Job for PlaceholderJob {
+    fn name(&self) -> &'static str {
+        "placeholder"
+    }
+
+    fn start(
+        &self,
+        ctx: JobContext,
+        config: PluginConfig,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, JobOutcome> {
+        Box::pin(async move {
+            let p = config.placeholder;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(p.duration_ms)) => {}
+                _ = cancel.cancelled() => {
+                    return JobOutcome {
+                        phase: Phase::Inconclusive,
+                        value: String::new(),
+                        message: "placeholder job cancelled".into(),
+                        summary: BTreeMap::new(),
+                    };
+                }
+            }
+            tracing::info!(metric = %ctx.metric, analysisrun = %ctx.analysis_run, "placeholder job finished");
+            JobOutcome {
+                phase: Phase::parse(&p.phase),
+                value: format!("{}", p.score),
+                message: "placeholder job: no benchmark was run".into(),
+                summary: BTreeMap::from([("sandcanary.job".into(), "placeholder".into())]),
+            }
+        })
+    }
+}

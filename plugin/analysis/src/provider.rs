@@ -1,0 +1,325 @@
+//! The metric provider Argo talks to: `Run` starts a job and returns `Running` with `ResumeAt`
+//! and the job handle in `Metadata`; `Resume` reports progress or the verdict; `Terminate`
+//! cancels.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use goplugin::gob::GoTime;
+use goplugin::metric::{
+    AnalysisRun, GarbageCollectArgs, GetMetadataArgs, Measurement, Metric, MetricProvider, Phase,
+    RunArgs, TerminateAndResumeArgs,
+};
+
+use crate::config::{ConfigError, PluginConfig};
+use crate::job::{Job, JobContext};
+use crate::runner::{JobRunner, JobStatus};
+
+/// The `Measurement.Metadata` key holding the job handle.
+pub const HANDLE_KEY: &str = "sandcanary.handle";
+
+/// Serves sandcanary measurements with job `J`.
+pub struct SandcanaryProvider<J> {
+    runner: JobRunner<J>,
+}
+
+fn config_of(metric: &Metric) -> Result<PluginConfig, ConfigError> {
+    let (_, raw) = metric.plugin_config().ok_or(ConfigError::Missing)?;
+    PluginConfig::parse(raw)
+}
+
+fn context(run: &AnalysisRun, metric: &Metric) -> JobContext {
+    JobContext {
+        namespace: run.namespace.clone(),
+        analysis_run: run.name.clone(),
+        rollout: run.rollout_name().map(str::to_string),
+        metric: metric.name.clone(),
+    }
+}
+
+/// A handle that is the same for every `Run` of the same measurement slot, so a repeated `Run`
+/// does not start a second job: run UID, metric name, and how many measurements it has.
+fn handle_for(run: &AnalysisRun, metric: &Metric) -> String {
+    let n = run
+        .metric_results
+        .iter()
+        .find(|r| r.name == metric.name)
+        .map(|r| r.measurements.len())
+        .unwrap_or(0);
+    format!("{}/{}/{}", run.uid, metric.name, n)
+}
+
+impl<J: Job> SandcanaryProvider<J> {
+    pub fn new(job: J) -> Self {
+        SandcanaryProvider {
+            runner: JobRunner::new(job),
+        }
+    }
+
+    fn running(mut m: Measurement, poll: u64, message: String) -> Measurement {
+        m.phase = Phase::Running;
+        m.message = message;
+        m.resume_at = Some(GoTime::now().plus(Duration::from_secs(poll)));
+        m.finished_at = None;
+        m
+    }
+}
+
+impl<J: Job> MetricProvider for SandcanaryProvider<J> {
+    async fn init(&self) -> Result<(), String> {
+        tracing::info!(job = self.runner.job_name(), "sandcanary plugin ready");
+        Ok(())
+    }
+
+    async fn run(&self, args: RunArgs) -> Measurement {
+        let Some(run) = args.analysis_run.as_ref() else {
+            return Measurement::error("analysisRun is nil");
+        };
+        let config = match config_of(&args.metric) {
+            Ok(c) => c,
+            Err(e) => return Measurement::error(e.to_string()),
+        };
+        let handle = handle_for(run, &args.metric);
+        let poll = config.poll_seconds;
+        let started = self
+            .runner
+            .start(&handle, context(run, &args.metric), config);
+        tracing::info!(metric = %args.metric.name, analysisrun = %format!("{}/{}", run.namespace, run.name),
+            handle = %handle, started, "run");
+        let mut m = Self::running(
+            Measurement::new(Phase::Running, ""),
+            poll,
+            format!("{} job started", self.runner.job_name()),
+        );
+        m.metadata = Some(BTreeMap::from([(HANDLE_KEY.to_string(), handle)]));
+        m
+    }
+
+    async fn resume(&self, args: TerminateAndResumeArgs) -> Measurement {
+        let m = args.measurement;
+        let config = match config_of(&args.metric) {
+            Ok(c) => c,
+            Err(e) => {
+                let mut m = m;
+                m.phase = Phase::Error;
+                m.message = e.to_string();
+                return m;
+            }
+        };
+        let Some(handle) = m
+            .metadata
+            .as_ref()
+            .and_then(|md| md.get(HANDLE_KEY))
+            .cloned()
+        else {
+            let mut m = m;
+            m.phase = Phase::Error;
+            m.message = "measurement carries no sandcanary job handle".into();
+            return m;
+        };
+        match self.runner.status(&handle) {
+            JobStatus::Unknown => {
+                // State was lost (plugin restart or leader change): run the job again.
+                let ctx = match args.analysis_run.as_ref() {
+                    Some(run) => context(run, &args.metric),
+                    None => JobContext::default(),
+                };
+                let poll = config.poll_seconds;
+                self.runner.start(&handle, ctx, config);
+                tracing::warn!(handle = %handle, "unknown job handle; job restarted");
+                Self::running(m, poll, "plugin restarted; job started again".into())
+            }
+            JobStatus::Running { elapsed } => Self::running(
+                m,
+                config.poll_seconds,
+                format!(
+                    "{} job running for {}s",
+                    self.runner.job_name(),
+                    elapsed.as_secs()
+                ),
+            ),
+            JobStatus::Done(outcome) => {
+                let mut m = m;
+                m.phase = outcome.phase;
+                m.value = outcome.value;
+                m.message = outcome.message;
+                m.resume_at = None;
+                m.finished_at = Some(GoTime::now());
+                m.metadata
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(outcome.summary);
+                m
+            }
+        }
+    }
+
+    async fn terminate(&self, args: TerminateAndResumeArgs) -> Measurement {
+        let mut m = args.measurement;
+        let handle = m
+            .metadata
+            .as_ref()
+            .and_then(|md| md.get(HANDLE_KEY))
+            .cloned();
+        let status = handle
+            .as_deref()
+            .map(|h| self.runner.cancel(h))
+            .unwrap_or(JobStatus::Unknown);
+        m.resume_at = None;
+        m.finished_at = Some(GoTime::now());
+        match status {
+            JobStatus::Done(outcome) => {
+                m.phase = outcome.phase;
+                m.value = outcome.value;
+                m.message = outcome.message;
+            }
+            _ => {
+                m.phase = Phase::Successful;
+                m.message = "measurement terminated before the job finished".into();
+            }
+        }
+        m
+    }
+
+    async fn garbage_collect(&self, _args: GarbageCollectArgs) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn type_name(&self) -> String {
+        "sandcanary".into()
+    }
+
+    fn metadata(&self, args: GetMetadataArgs) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::from([("job".to_string(), self.runner.job_name().to_string())]);
+        match config_of(&args.metric) {
+            Ok(c) => {
+                out.insert("pollSeconds".into(), c.poll_seconds.to_string());
+            }
+            Err(e) => {
+                out.insert("error".into(), e.to_string());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::PlaceholderJob;
+
+    fn metric(cfg: &str) -> Metric {
+        let mut m = Metric {
+            name: "bench".into(),
+            ..Default::default()
+        };
+        m.plugin
+            .insert("sandcanary/sandcanary".into(), cfg.as_bytes().to_vec());
+        m
+    }
+
+    fn run() -> AnalysisRun {
+        AnalysisRun {
+            name: "ar".into(),
+            namespace: "ns".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn resume_args(m: Measurement, metric: &Metric) -> TerminateAndResumeArgs {
+        TerminateAndResumeArgs {
+            analysis_run: Some(run()),
+            metric: metric.clone(),
+            measurement: m,
+        }
+    }
+
+    #[tokio::test]
+    async fn run_returns_running_then_resume_reports_the_verdict() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let metric = metric(
+            r#"{"pollSeconds":1,"placeholder":{"durationMs":50,"phase":"Failed","score":12.5}}"#,
+        );
+        let m = p
+            .run(RunArgs {
+                analysis_run: Some(run()),
+                metric: metric.clone(),
+            })
+            .await;
+        assert_eq!(m.phase, Phase::Running);
+        let resume_at = m.resume_at.expect("ResumeAt set");
+        assert!(resume_at.unix_secs > m.started_at.unwrap().unix_secs);
+        assert_eq!(m.metadata.as_ref().unwrap()[HANDLE_KEY], "u1/bench/0");
+        let still = p.resume(resume_args(m.clone(), &metric)).await;
+        assert_eq!(still.phase, Phase::Running);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = p.resume(resume_args(m.clone(), &metric)).await;
+        assert_eq!(done.phase, Phase::Failed);
+        assert_eq!(done.value, "12.5");
+        assert_eq!(done.started_at, m.started_at, "StartedAt kept");
+        assert!(done.finished_at.is_some() && done.resume_at.is_none());
+        assert_eq!(done.metadata.as_ref().unwrap()[HANDLE_KEY], "u1/bench/0");
+    }
+
+    #[tokio::test]
+    async fn repeated_run_does_not_start_a_second_job() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let metric = metric(r#"{"placeholder":{"durationMs":5000}}"#);
+        let args = RunArgs {
+            analysis_run: Some(run()),
+            metric,
+        };
+        p.run(args.clone()).await;
+        p.run(args).await;
+        assert_eq!(p.runner.running(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_handle_restarts_and_terminate_cancels() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let metric = metric(r#"{"placeholder":{"durationMs":60000}}"#);
+        let mut m = Measurement::new(Phase::Running, "");
+        m.metadata = Some(BTreeMap::from([(HANDLE_KEY.into(), "lost/bench/3".into())]));
+        let r = p.resume(resume_args(m.clone(), &metric)).await;
+        assert_eq!(r.phase, Phase::Running);
+        assert!(r.message.contains("started again"));
+        assert_eq!(p.runner.running(), 1);
+        let t = p.terminate(resume_args(m, &metric)).await;
+        assert!(t.phase.is_completed());
+        assert!(t.finished_at.is_some());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(p.runner.running(), 0, "job cancelled");
+    }
+
+    #[tokio::test]
+    async fn bad_config_and_missing_handle_are_error_measurements() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let bad = metric(r#"{"pollSeconds":-1}"#);
+        let m = p
+            .run(RunArgs {
+                analysis_run: Some(run()),
+                metric: bad.clone(),
+            })
+            .await;
+        assert_eq!(m.phase, Phase::Error);
+        assert!(m.message.contains("configuration"), "{}", m.message);
+        let r = p
+            .resume(resume_args(
+                Measurement::new(Phase::Running, ""),
+                &metric("{}"),
+            ))
+            .await;
+        assert_eq!(r.phase, Phase::Error);
+        assert!(
+            p.metadata(GetMetadataArgs { metric: bad })
+                .contains_key("error")
+        );
+        let none = p
+            .run(RunArgs {
+                analysis_run: None,
+                metric: metric("{}"),
+            })
+            .await;
+        assert_eq!(none.phase, Phase::Error);
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs jobs in the background under string handles, so `Run` can return at once and `Resume`
+//! can poll. State is in memory only: a restarted plugin forgets everything, and the provider
+//! re-runs a job whose handle it no longer knows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PluginConfig;
+use crate::job::{Job, JobContext, JobOutcome};
+
+/// Finished jobs are forgotten after this long (their result is in the AnalysisRun by then).
+const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+
+/// What a handle refers to right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStatus {
+    Unknown,
+    Running { elapsed: Duration },
+    Done(JobOutcome),
+}
+
+enum Slot {
+    Running {
+        started: Instant,
+        cancel: CancellationToken,
+    },
+    Done {
+        at: Instant,
+        outcome: JobOutcome,
+    },
+}
+
+/// Background jobs keyed by handle.
+pub struct JobRunner<J> {
+    job: Arc<J>,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+}
+
+impl<J: Job> JobRunner<J> {
+    pub fn new(job: J) -> Self {
+        JobRunner {
+            job: Arc::new(job),
+            slots: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn job_name(&self) -> &'static str {
+        self.job.name()
+    }
+
+    /// Starts a job under `handle` unless one is already known (so `Run` is idempotent).
+    /// Returns whether a new job was started.
+    pub fn start(&self, handle: &str, ctx: JobContext, config: PluginConfig) -> bool {
+        let mut slots = self.slots.lock().expect("runner lock");
+        slots.retain(|_, s| !matches!(s, Slot::Done { at, .. } if at.elapsed() > KEEP_FINISHED));
+        if slots.contains_key(handle) {
+            return false;
+        }
+        let cancel = CancellationToken::new();
+        slots.insert(
+            handle.to_string(),
+            Slot::Running {
+                started: Instant::now(),
+                cancel: cancel.clone(),
+            },
+        );
+        let fut = self.job.start(ctx, config, cancel);
+        let map = self.slots.clone();
+        let key = handle.to_string();
+        tokio::spawn(async move {
+            let outcome = fut.await;
+            map.lock().expect("runner lock").insert(
+                key,
+                Slot::Done {
+                    at: Instant::now(),
+                    outcome,
+                },
+            );
+        });
+        true
+    }
+
+    pub fn status(&self, handle: &str) -> JobStatus {
+        match self.slots.lock().expect("runner lock").get(handle) {
+            None => JobStatus::Unknown,
+            Some(Slot::Running { started, .. }) => JobStatus::Running {
+                elapsed: started.elapsed(),
+            },
+            Some(Slot::Done { outcome, .. }) => JobStatus::Done(outcome.clone()),
+        }
+    }
+
+    /// Cancels a running job; returns its status before cancelling.
+    pub fn cancel(&self, handle: &str) -> JobStatus {
+        let status = self.status(handle);
+        if let Some(Slot::Running { cancel, .. }) =
+            self.slots.lock().expect("runner lock").get(handle)
+        {
+            cancel.cancel();
+        }
+        status
+    }
+
+    /// How many jobs are still running.
+    pub fn running(&self) -> usize {
+        self.slots
+            .lock()
+            .expect("runner lock")
+            .values()
+            .filter(|s| matches!(s, Slot::Running { .. }))
+            .count()
+    }
+}
