@@ -7,6 +7,7 @@
 pub mod cdp;
 pub mod fixture;
 pub mod mcp;
+pub mod official;
 pub mod playwright;
 pub mod report;
 pub mod sandbox_process;

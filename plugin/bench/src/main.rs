@@ -54,6 +54,15 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Our Playwright client against the official Node client (test/playwright's playwright-core),
+    /// same local sandbox, same run, interleaved; ratios are ours / official.
+    Clients {
+        /// The worker script driving the official client.
+        #[arg(long)]
+        official_script: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Bench the raw CDP path: sessions through our CDP client against a DevTools endpoint
     /// (--cdp-url http://host:port), or against a Chromium the bench starts itself.
     Cdp {
@@ -260,6 +269,37 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
     Ok(Report::new(page_url, samples))
 }
 
+async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<Report> {
+    use sandcanary_bench::official::{OfficialClient, compare_clients};
+    use sandcanary_bench::sandbox_process::SandboxProcess;
+    let root = PathBuf::from(std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into()));
+    let script = script.unwrap_or_else(|| root.join("test/fixtures/bench/official-client.js"));
+    let fixture = FixtureServer::start()
+        .await
+        .context("starting the fixture page server")?;
+    let mut official = OfficialClient::start("node", script)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    eprintln!("official client: playwright-core {}", official.version);
+    let mut cmd = sandbox_command(common);
+    cmd.mcp = false;
+    let sandbox = SandboxProcess::start(&cmd)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let samples = compare_clients(
+        &mut official,
+        sandbox.ws_url(),
+        fixture.url(),
+        FIXTURE_TITLE,
+        common.samples,
+        Duration::from_millis(common.pause_ms),
+    )
+    .await;
+    official.stop().await;
+    sandbox.stop().await;
+    Ok(Report::new(fixture.url(), samples))
+}
+
 async fn bench_cdp(
     cdp_url: Option<&str>,
     chromium: &std::path::Path,
@@ -370,6 +410,14 @@ async fn main() -> anyhow::Result<()> {
             ];
             let report = bench(targets, common).await?;
             emit(&report, common, Some(("stable", "canary")))?;
+            report
+        }
+        Command::Clients {
+            official_script,
+            common,
+        } => {
+            let report = bench_clients(official_script.clone(), common).await?;
+            emit(&report, common, Some(("node-client", "rust-client")))?;
             report
         }
         Command::Cdp {

@@ -99,12 +99,12 @@ impl ProxyTarget {
             .bearer_auth(&self.config.admin_token)
             .send()
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(error_chain(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        let body = resp.text().await.map_err(|e| err(e.to_string()))?;
+        let body = resp.text().await.map_err(|e| err(error_chain(&e)))?;
         if !status.is_success() {
             let message = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
@@ -260,4 +260,16 @@ impl Target for ProxyTarget {
         }
         .boxed()
     }
+}
+
+/// An error with its causes, e.g. "error sending request: connection refused".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
