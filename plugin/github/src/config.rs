@@ -365,6 +365,45 @@ mod tests {
         }
     }
 
+    /// The published JSON Schema and the serde names must agree, key for key.
+    #[test]
+    fn schema_matches_the_config_type() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../schema/github-config.schema.json")).unwrap();
+        let mut full = valid();
+        full.auth = AuthConfig {
+            token_env: Some("T".into()),
+            token_file: Some("/t".into()),
+            app: Some(AppAuthConfig {
+                app_id: 1,
+                installation_id: 2,
+                private_key_file: Some("/k".into()),
+                private_key_env: Some("K".into()),
+            }),
+        };
+        let value = serde_json::to_value(&full).unwrap();
+        fn keys(v: &serde_json::Value) -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        }
+        let props = |path: &[&str]| {
+            let mut node = &schema;
+            for p in path {
+                node = &node["properties"][*p];
+            }
+            keys(&node["properties"])
+        };
+        assert_eq!(props(&[]), keys(&value));
+        assert_eq!(props(&["auth"]), keys(&value["auth"]));
+        assert_eq!(props(&["auth", "app"]), keys(&value["auth"]["app"]));
+        assert_eq!(props(&["limits"]), keys(&value["limits"]));
+        let defaults = &schema["properties"]["limits"]["properties"];
+        for (key, v) in value["limits"].as_object().unwrap() {
+            assert_eq!(&defaults[key]["default"], v, "default of limits.{key}");
+        }
+    }
+
     #[test]
     fn dry_run_needs_no_credentials() {
         let mut c = GithubConfig::new("acme", "proxy");

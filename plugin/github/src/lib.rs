@@ -30,7 +30,7 @@ pub use api::{CommentRef, IssueApi, IssueRef};
 pub use config::{AppAuthConfig, AuthConfig, DEFAULT_API_URL, GithubConfig, Limits};
 pub use error::{ApiError, ConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};
-pub use render::IssueDraft;
+pub use render::{IssueDraft, render_comment, render_issue};
 pub use reporter::{ReportOutcome, Reporter};
 pub use rest::RestApi;
 pub use secret::Credentials;

@@ -36,8 +36,17 @@ pub struct IssueDraft {
     pub assignees: Vec<String>,
 }
 
+/// The issue a first occurrence of `verdict` opens, as a dry run shows it.
+pub fn render_issue(config: &GithubConfig, verdict: &FailedVerdict) -> IssueDraft {
+    issue(config, verdict, &Fingerprint::of(verdict))
+}
+
 /// The new issue for a verdict.
-pub fn issue(config: &GithubConfig, verdict: &FailedVerdict, fp: &Fingerprint) -> IssueDraft {
+pub(crate) fn issue(
+    config: &GithubConfig,
+    verdict: &FailedVerdict,
+    fp: &Fingerprint,
+) -> IssueDraft {
     let target = rollout_name(verdict);
     let title = escape::title(
         &format!(
@@ -86,7 +95,12 @@ pub fn issue(config: &GithubConfig, verdict: &FailedVerdict, fp: &Fingerprint) -
 }
 
 /// The comment added to an existing issue when the same regression is seen again.
-pub fn comment(verdict: &FailedVerdict) -> String {
+pub fn render_comment(verdict: &FailedVerdict) -> String {
+    comment(verdict)
+}
+
+/// See [`render_comment`].
+pub(crate) fn comment(verdict: &FailedVerdict) -> String {
     let mut body = String::new();
     let _ = writeln!(
         body,

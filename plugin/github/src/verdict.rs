@@ -124,6 +124,26 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_documented_camel_case_json() {
+        let v: FailedVerdict =
+            serde_json::from_str(include_str!("../tests/fixtures/verdict.json")).unwrap();
+        assert_eq!(v.rollout.name, "proxy");
+        assert_eq!(v.canary_revision, "7d9f6c");
+        assert_eq!(
+            v.links.analysis_run.as_deref(),
+            Some("https://argo.example/analysisruns/prod/proxy-7d9f6c-1")
+        );
+        assert_eq!(v.comparison[1].canary.p90_ms, 95.0);
+        assert_eq!(v.failing_metrics.len(), 2);
+        let minimal: FailedVerdict = serde_json::from_str(
+            r#"{"rollout":{"namespace":"n","name":"r"},"canaryRevision":"c","stableRevision":"s",
+                "analysisRun":"a","judge":"threshold"}"#,
+        )
+        .unwrap();
+        assert!(minimal.comparison.is_empty() && minimal.score.is_none());
+    }
+
+    #[test]
     fn ratios_refuse_meaningless_inputs() {
         assert_eq!(row(0.0, 5.0).median_ratio(), None);
         assert_eq!(row(f64::NAN, 5.0).median_ratio(), None);

@@ -230,7 +230,7 @@ async fn accepted_create_that_times_out_is_not_created_twice() {
     let s = setup().await;
     s.fake.fail(
         Route::CreateIssue,
-        Fault::ApplyThenHang(Duration::from_secs(10)),
+        Fault::ApplyThenHang(Duration::from_secs(30)),
     );
     let reporter = Reporter::from_config(s.config.clone()).unwrap();
 
@@ -520,7 +520,7 @@ async fn a_comment_accepted_but_timed_out_is_not_posted_twice() {
     reporter.report(&verdict("run-1")).await.unwrap();
     s.fake.fail(
         Route::CreateComment,
-        Fault::ApplyThenHang(Duration::from_secs(10)),
+        Fault::ApplyThenHang(Duration::from_secs(30)),
     );
     let outcome = reporter.report(&verdict("run-2")).await.unwrap();
     assert!(
