@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::api::{IssueApi, IssueRef};
+use crate::api::{CommentRef, IssueApi, IssueRef};
 use crate::config::GithubConfig;
 use crate::error::{ApiError, ReportError};
 use crate::fingerprint::{Fingerprint, run_marker};
@@ -140,7 +140,9 @@ impl<A: IssueApi> Reporter<A> {
         let run = run_marker(verdict);
         match self.find_issue(api, &fp).await? {
             Some(issue) => {
-                if issue.body.contains(&run) || self.has_comment(api, &issue, &run).await? {
+                if issue.body.contains(&run)
+                    || self.find_comment(api, &issue, &run).await?.is_some()
+                {
                     info!(
                         issue = issue.number,
                         fingerprint = fp.short(),
@@ -186,8 +188,13 @@ impl<A: IssueApi> Reporter<A> {
         Ok(found)
     }
 
-    /// Whether a comment with this run's marker exists near the end of the issue's comments.
-    async fn has_comment(&self, api: &A, issue: &IssueRef, run: &str) -> Result<bool, ReportError> {
+    /// A comment with this run's marker near the end of the issue's comments, if any.
+    async fn find_comment(
+        &self,
+        api: &A,
+        issue: &IssueRef,
+        run: &str,
+    ) -> Result<Option<CommentRef>, ReportError> {
         // With `n` known comments, a new one lands at index n: look at its page and the one
         // holding the last known comment.
         let mut pages = vec![issue.comments / 100 + 1];
@@ -199,11 +206,11 @@ impl<A: IssueApi> Reporter<A> {
             let comments = self
                 .read("list comments", || api.comments(issue.number, page))
                 .await?;
-            if comments.iter().any(|c| c.body.contains(run)) {
-                return Ok(true);
+            if let Some(found) = comments.into_iter().find(|c| c.body.contains(run)) {
+                return Ok(Some(found));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     async fn create(
@@ -268,11 +275,22 @@ impl<A: IssueApi> Reporter<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if attempt > 1 && self.has_comment(api, &issue, run).await? {
-                info!(issue = issue.number, "an earlier comment had gone through");
-                return Ok(ReportOutcome::AlreadyReported {
+            // A retry must first rule out that the previous try went through.
+            let earlier = if attempt > 1 {
+                self.find_comment(api, &issue, run).await?
+            } else {
+                None
+            };
+            if let Some(comment) = earlier {
+                info!(
+                    issue = issue.number,
+                    comment = comment.id,
+                    "an earlier comment had gone through; not commenting again"
+                );
+                return Ok(ReportOutcome::Commented {
                     number: issue.number,
-                    url: issue.html_url,
+                    issue_url: issue.html_url,
+                    comment_url: comment.html_url,
                 });
             }
             match self

@@ -523,11 +523,16 @@ async fn a_comment_accepted_but_timed_out_is_not_posted_twice() {
         Fault::ApplyThenHang(Duration::from_secs(30)),
     );
     let outcome = reporter.report(&verdict("run-2")).await.unwrap();
-    assert!(
-        matches!(outcome, ReportOutcome::AlreadyReported { number: 1, .. }),
-        "{outcome:?}"
+    let comments = s.fake.comments(1);
+    assert_eq!(comments.len(), 1);
+    assert_eq!(
+        outcome,
+        ReportOutcome::Commented {
+            number: 1,
+            issue_url: "https://github.com/acme/proxy/issues/1".into(),
+            comment_url: comments[0]["html_url"].as_str().unwrap().into(),
+        }
     );
-    assert_eq!(s.fake.comments(1).len(), 1);
     assert_eq!(s.fake.requests_to(Method::POST, "/comments").len(), 1);
 }
 
@@ -632,4 +637,67 @@ async fn config_errors_are_clear() {
         err.to_string().contains("github config field `auth`"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_5xx_on_the_lookup_is_retried() {
+    let s = setup().await;
+    s.fake.fail(
+        Route::ListIssues,
+        Fault::Refuse {
+            status: 500,
+            headers: vec![],
+            body: r#"{"message":"Server Error"}"#.into(),
+        },
+    );
+    let reporter = Reporter::from_config(s.config.clone()).unwrap();
+    let outcome = reporter.report(&verdict("run-1")).await.unwrap();
+    assert!(matches!(
+        outcome,
+        ReportOutcome::Created {
+            number: 1,
+            recovered: false,
+            ..
+        }
+    ));
+    assert_eq!(s.fake.requests_to(Method::GET, "/issues").len(), 2);
+    assert_eq!(s.fake.issues().len(), 1);
+}
+
+#[tokio::test]
+async fn comment_failures_never_double_post() {
+    for (fault, posts) in [
+        (
+            Fault::Refuse {
+                status: 502,
+                headers: vec![],
+                body: "<html>502</html>".into(),
+            },
+            2,
+        ),
+        (
+            Fault::ApplyThenAnswer {
+                status: 500,
+                body: r#"{"message":"Server Error"}"#.into(),
+            },
+            1,
+        ),
+        (secondary_limit(Some(1)), 2),
+    ] {
+        let s = setup().await;
+        let reporter = Reporter::from_config(s.config.clone()).unwrap();
+        reporter.report(&verdict("run-1")).await.unwrap();
+        s.fake.fail(Route::CreateComment, fault.clone());
+        let outcome = reporter.report(&verdict("run-2")).await.unwrap();
+        assert!(
+            matches!(outcome, ReportOutcome::Commented { number: 1, .. }),
+            "{fault:?}: {outcome:?}"
+        );
+        assert_eq!(s.fake.comments(1).len(), 1, "{fault:?}");
+        assert_eq!(
+            s.fake.requests_to(Method::POST, "/comments").len(),
+            posts,
+            "{fault:?}"
+        );
+    }
 }
