@@ -30,22 +30,35 @@ fn one_metric(stable: Vec<f64>, canary: Vec<f64>) -> Comparison {
 
 #[tokio::test]
 async fn healthy_canary_passes_with_full_score() {
-    let v = judge(StatisticalConfig::default()).judge(&bench_like(1.0)).await;
+    let v = judge(StatisticalConfig::default())
+        .judge(&bench_like(1.0))
+        .await;
     assert_eq!(v.phase, Phase::Successful, "{v:#?}");
     assert_eq!(v.score, 100.0);
     // 4 latency metrics + 2 error-rate metrics
     assert_eq!(v.metrics.len(), 6);
-    assert!(v.summary.starts_with("statistical: Successful score=100.00"), "{}", v.summary);
+    assert!(
+        v.summary
+            .starts_with("statistical: Successful score=100.00"),
+        "{}",
+        v.summary
+    );
 }
 
 #[tokio::test]
 async fn slower_canary_fails_with_the_numbers_in_the_reason() {
-    let v = judge(StatisticalConfig::default()).judge(&bench_like(1.5)).await;
+    let v = judge(StatisticalConfig::default())
+        .judge(&bench_like(1.5))
+        .await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::High);
     // 5 of 6 pass -> 83.33: below pass 95, above marginal 75
     assert_eq!(v.score, 83.33);
     assert_eq!(v.phase, Phase::Inconclusive);
-    let m = v.metrics.iter().find(|m| m.metric == "warm.total_ms").unwrap();
+    let m = v
+        .metrics
+        .iter()
+        .find(|m| m.metric == "warm.total_ms")
+        .unwrap();
     assert!(m.stats["ci_low"] > 0.0);
     assert!(m.stats["effect_size"] > 1.4 && m.stats["effect_size"] < 1.6);
     assert!(m.reason.contains("canary slower"), "{}", m.reason);
@@ -99,7 +112,10 @@ async fn marginal_and_pass_thresholds_decide_the_phase() {
         canary.push((
             "s",
             phase,
-            samples(200 + i, 40, 50.0, 5.0).into_iter().map(|v| v * factor).collect(),
+            samples(200 + i, 40, 50.0, 5.0)
+                .into_iter()
+                .map(|v| v * factor)
+                .collect(),
         ));
     }
     let input = Comparison {
@@ -187,7 +203,9 @@ async fn identical_and_all_tied_samples_pass() {
     let s = samples(5, 30, 10.0, 2.0);
     let mut shuffled = s.clone();
     shuffled.reverse();
-    let v = judge(StatisticalConfig::default()).judge(&one_metric(s, shuffled)).await;
+    let v = judge(StatisticalConfig::default())
+        .judge(&one_metric(s, shuffled))
+        .await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
     assert!(v.metrics[0].reason.contains("identical"));
     let v = judge(StatisticalConfig::default())
@@ -204,7 +222,10 @@ async fn constant_but_different_samples_are_judged_without_noise() {
         .await;
     let m = &v.metrics[0];
     assert_eq!(m.classification, Classification::High);
-    assert_eq!((m.stats["shift"], m.stats["ci_low"], m.stats["ci_high"]), (2.0, 2.0, 2.0));
+    assert_eq!(
+        (m.stats["shift"], m.stats["ci_low"], m.stats["ci_high"]),
+        (2.0, 2.0, 2.0)
+    );
     // 10 -> 10.5 is significant but below the default 1.1 effect size
     let v = judge(StatisticalConfig::default())
         .judge(&one_metric(vec![10.0; 20], vec![10.5; 20]))
@@ -228,7 +249,9 @@ async fn direction_decides_which_change_fails() {
     let v = judge(only_decrease).judge(&slow.swapped()).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Low);
     // default direction: a faster canary is fine
-    let v = judge(StatisticalConfig::default()).judge(&slow.swapped()).await;
+    let v = judge(StatisticalConfig::default())
+        .judge(&slow.swapped())
+        .await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
 }
 
@@ -262,7 +285,11 @@ async fn error_rates_are_compared_with_counts() {
     };
     input.canary.scenarios.get_mut("cold").unwrap().failures = fail(8);
     let v = judge(StatisticalConfig::default()).judge(&input).await;
-    let m = v.metrics.iter().find(|m| m.metric == "cold.errors").unwrap();
+    let m = v
+        .metrics
+        .iter()
+        .find(|m| m.metric == "cold.errors")
+        .unwrap();
     assert_eq!(m.classification, Classification::High);
     assert!(m.stats["p_fisher"] < 0.01, "{:?}", m.stats);
     assert!(m.reason.contains("canary 8/68 failed"), "{}", m.reason);
@@ -277,8 +304,14 @@ async fn invalid_input_is_an_error_verdict_naming_the_field() {
     let input = one_metric(vec![1.0, f64::NAN], vec![1.0]);
     let v = judge(StatisticalConfig::default()).judge(&input).await;
     assert_eq!(v.phase, Phase::Error);
-    assert!(v.reasons[0].contains("stable.warm.total_ms[1]"), "{:?}", v.reasons);
-    let v = judge(StatisticalConfig::default()).judge(&Comparison::default()).await;
+    assert!(
+        v.reasons[0].contains("stable.warm.total_ms[1]"),
+        "{:?}",
+        v.reasons
+    );
+    let v = judge(StatisticalConfig::default())
+        .judge(&Comparison::default())
+        .await;
     assert_eq!(v.phase, Phase::Error);
 }
 
@@ -288,12 +321,22 @@ fn configuration_errors_name_the_field() {
         confidence: 1.5,
         ..Default::default()
     };
-    assert!(StatisticalJudge::new(bad).unwrap_err().to_string().starts_with("confidence:"));
+    assert!(
+        StatisticalJudge::new(bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("confidence:")
+    );
     let bad = StatisticalConfig {
         marginal_score: 99.0,
         ..Default::default()
     };
-    assert!(StatisticalJudge::new(bad).unwrap_err().to_string().starts_with("marginalScore:"));
+    assert!(
+        StatisticalJudge::new(bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("marginalScore:")
+    );
     let bad = StatisticalConfig {
         metrics: vec![MetricOverride {
             pattern: "x".into(),
@@ -304,7 +347,12 @@ fn configuration_errors_name_the_field() {
         }],
         ..Default::default()
     };
-    assert!(StatisticalJudge::new(bad).unwrap_err().to_string().starts_with("metrics[0].weight"));
+    assert!(
+        StatisticalJudge::new(bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("metrics[0].weight")
+    );
 }
 
 #[test]
@@ -321,7 +369,8 @@ fn configuration_is_camel_case_json_and_rejects_unknown_keys() {
     assert!(c.error_rate.enabled);
     let err = serde_json::from_str::<StatisticalConfig>(r#"{"confidense":0.9}"#).unwrap_err();
     assert!(err.to_string().contains("confidense"), "{err}");
-    let err = serde_json::from_str::<StatisticalConfig>(r#"{"metrics":[{"match":"a","wieght":1}]}"#);
+    let err =
+        serde_json::from_str::<StatisticalConfig>(r#"{"metrics":[{"match":"a","wieght":1}]}"#);
     assert!(err.is_err());
 }
 

@@ -248,7 +248,7 @@ impl LlmJudge {
         let deadline = started + budget;
         let outcome = match tokio::time::timeout(budget, self.provider.ask(&prompt, deadline)).await
         {
-            Err(_) => Err(format!("timeout after {:.0}s", budget.as_secs_f64())),
+            Err(_) => Err(format!("timed out after {:.0}s", budget.as_secs_f64())),
             Ok(Err(e)) => Err(e.to_string()),
             Ok(Ok(text)) => answer::parse(&text).map_err(|e| e.to_string()),
         };

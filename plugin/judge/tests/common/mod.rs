@@ -16,7 +16,10 @@ pub struct Lcg(u64);
 
 impl Lcg {
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Self(
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407),
+        )
     }
     /// Uniform in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
@@ -38,7 +41,10 @@ pub fn samples(seed: u64, n: usize, base: f64, jitter: f64) -> Vec<f64> {
 }
 
 /// One target with the given `(scenario, phase, values)` and failures per scenario.
-pub fn target(metrics: &[(&str, &str, Vec<f64>)], failures: &[(&str, usize, &str)]) -> TargetSamples {
+pub fn target(
+    metrics: &[(&str, &str, Vec<f64>)],
+    failures: &[(&str, usize, &str)],
+) -> TargetSamples {
     let mut t = TargetSamples::default();
     for (scenario, phase, values) in metrics {
         t.scenarios
