@@ -2,7 +2,7 @@
 # Binaries are cached under ~/.cache/sandcanary/kube, keyed by test/kube/go.{mod,sum} and the Go toolchain.
 KUBE_DIR := test/kube
 
-.PHONY: setup-kube test-kube-infra kube-apiserver-start
+.PHONY: setup-kube test-kube-infra
 SETUP_TARGETS += setup-kube
 TEST_TARGETS += test-kube-infra
 
@@ -10,6 +10,7 @@ setup-kube:
 	@command -v go >/dev/null || { echo "setup-kube: Go (>= 1.24) is required on PATH" >&2; exit 1; }
 	$(KUBE_DIR)/build.sh all >/dev/null
 
-# Starts the API server, installs deploy/crds and Argo's CRDs, round-trips objects, dry-runs, stops.
+# Starts the API server, installs deploy/crds and Argo's CRDs, round-trips objects, dry-runs, stops;
+# then runs the real Argo Rollouts controller against it (AnalysisRuns to Successful and Failed).
 test-kube-infra: setup-kube
-	cd $(KUBE_DIR) && go test -count=1 -timeout 15m ./kubeenv/... ./infra/...
+	cd $(KUBE_DIR) && go test -count=1 -timeout 20m ./kubeenv/... ./infra/... ./rollouts/...

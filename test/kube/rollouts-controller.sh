@@ -33,10 +33,17 @@ start() {
   local argo_dir
   argo_dir="$(cd "$here" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)"
   [ -d "$argo_dir/manifests/crds" ] || die "argo-rollouts module not in the module cache"
-  "$kubectl" apply --server-side -f "$argo_dir/manifests/crds/" >&2
-  "$kubectl" wait --for condition=established --timeout=60s \
-    crd/rollouts.argoproj.io crd/analysisruns.argoproj.io crd/analysistemplates.argoproj.io \
-    crd/clusteranalysistemplates.argoproj.io crd/experiments.argoproj.io >&2
+  local crd_args=() f
+  for f in "$argo_dir"/manifests/crds/*-crd.yaml; do crd_args+=(-f "$f"); done
+  "$kubectl" apply --server-side "${crd_args[@]}" >&2
+  # kubectl wait errors out (instead of waiting) while a fresh CRD has no conditions yet, so retry it.
+  local tries=0
+  until "$kubectl" wait --for condition=established --timeout=30s \
+      crd/rollouts.argoproj.io crd/analysisruns.argoproj.io crd/analysistemplates.argoproj.io \
+      crd/clusteranalysistemplates.argoproj.io crd/experiments.argoproj.io >/dev/null 2>&1; do
+    tries=$((tries + 1)); ((tries < 60)) || die "Argo Rollouts CRDs not established"
+    sleep 0.5
+  done
 
   "$kubectl" get namespace "$ns" >/dev/null 2>&1 || "$kubectl" create namespace "$ns" >&2
   if [ -n "$cm" ]; then
