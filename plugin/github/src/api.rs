@@ -34,13 +34,36 @@ pub struct CommentRef {
     pub body: String,
 }
 
+/// Which issues a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueState {
+    /// Open issues.
+    Open,
+    /// Closed issues.
+    Closed,
+}
+
+impl IssueState {
+    /// GitHub's query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// GitHub issues of one repository.
 pub trait IssueApi: Send + Sync {
-    /// Open issues (not pull requests) carrying `label`, newest first, first page only.
-    fn open_issues_with_label(
+    /// Issues (not pull requests) in `state` carrying `label`, newest first, first page only.
+    fn issues_with_label(
         &self,
         label: &str,
+        state: IssueState,
     ) -> impl Future<Output = Result<Vec<IssueRef>, ApiError>> + Send;
+
+    /// Reopens a closed issue. Idempotent, so safe to retry.
+    fn reopen_issue(&self, issue: u64) -> impl Future<Output = Result<IssueRef, ApiError>> + Send;
 
     /// Creates an issue. Never retried by the implementation.
     fn create_issue(

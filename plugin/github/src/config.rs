@@ -46,9 +46,23 @@ pub struct GithubConfig {
     /// Where the credentials come from.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// What to do when the only issue with this fingerprint is closed.
+    #[serde(default)]
+    pub closed_match: ClosedMatch,
     /// Pacing and retry limits.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// Policy for a regression whose earlier issue was closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClosedMatch {
+    /// Open a new issue that links to the closed one (someone decided the old one was done).
+    #[default]
+    Link,
+    /// Reopen the closed issue and comment on it.
+    Reopen,
 }
 
 /// Names the secret's location; exactly one of a token source or `app` is required unless dry run.
@@ -149,6 +163,7 @@ impl GithubConfig {
             assignees: Vec::new(),
             dry_run: false,
             auth: AuthConfig::default(),
+            closed_match: ClosedMatch::default(),
             limits: Limits::default(),
         }
     }
@@ -321,10 +336,12 @@ mod tests {
     #[test]
     fn parses_camel_case_and_rejects_unknown_keys() {
         let json = r#"{"owner":"acme","repo":"proxy","labels":["perf"],"assignees":["copilot-swe-agent[bot]"],
-            "dryRun":true,"limits":{"maxAttempts":2}}"#;
+            "dryRun":true,"closedMatch":"reopen","limits":{"maxAttempts":2}}"#;
         let c: GithubConfig = serde_json::from_str(json).unwrap();
         assert!(c.dry_run);
         assert_eq!(c.limits.max_attempts, 2);
+        assert_eq!(c.closed_match, ClosedMatch::Reopen);
+        assert_eq!(GithubConfig::new("a", "b").closed_match, ClosedMatch::Link);
         assert_eq!(c.limits.min_mutation_interval_ms, 1000);
         assert_eq!(c.api_url, DEFAULT_API_URL);
         c.validate().unwrap();

@@ -26,8 +26,8 @@ mod rest;
 mod secret;
 mod verdict;
 
-pub use api::{CommentRef, IssueApi, IssueRef};
-pub use config::{AppAuthConfig, AuthConfig, DEFAULT_API_URL, GithubConfig, Limits};
+pub use api::{CommentRef, IssueApi, IssueRef, IssueState};
+pub use config::{AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits};
 pub use error::{ApiError, ConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};
 pub use render::{IssueDraft, render_comment, render_issue};

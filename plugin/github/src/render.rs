@@ -38,7 +38,7 @@ pub struct IssueDraft {
 
 /// The issue a first occurrence of `verdict` opens, as a dry run shows it.
 pub fn render_issue(config: &GithubConfig, verdict: &FailedVerdict) -> IssueDraft {
-    issue(config, verdict, &Fingerprint::of(verdict))
+    issue(config, verdict, &Fingerprint::of(verdict), None)
 }
 
 /// The new issue for a verdict.
@@ -46,6 +46,7 @@ pub(crate) fn issue(
     config: &GithubConfig,
     verdict: &FailedVerdict,
     fp: &Fingerprint,
+    closed_before: Option<u64>,
 ) -> IssueDraft {
     let target = rollout_name(verdict);
     let title = escape::title(
@@ -68,6 +69,12 @@ pub(crate) fn issue(
          sandcanary; later failures of the same rollout, canary revision and failing metrics are \
          added as comments here.\n\n",
     );
+    if let Some(number) = closed_before {
+        let _ = write!(
+            body,
+            "The same regression was reported before in #{number}, which is closed.\n\n"
+        );
+    }
     summary_table(&mut body, verdict);
     untrusted_note(&mut body);
     reasons(&mut body, verdict, "###");
@@ -299,7 +306,7 @@ mod tests {
     fn issue_has_every_section() {
         let v = verdict();
         let fp = Fingerprint::of(&v);
-        let d = issue(&config(), &v, &fp);
+        let d = issue(&config(), &v, &fp, None);
         assert_eq!(
             d.title,
             format!(
@@ -328,10 +335,26 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_predecessor_is_linked() {
+        let v = verdict();
+        let fp = Fingerprint::of(&v);
+        let d = issue(&config(), &v, &fp, Some(41));
+        assert!(d.body.contains("reported before in #41, which is closed."));
+        assert!(
+            !issue(&config(), &v, &fp, None)
+                .body
+                .contains("reported before")
+        );
+    }
+
+    #[test]
     fn rendering_is_deterministic() {
         let v = verdict();
         let fp = Fingerprint::of(&v);
-        assert_eq!(issue(&config(), &v, &fp), issue(&config(), &v, &fp));
+        assert_eq!(
+            issue(&config(), &v, &fp, None),
+            issue(&config(), &v, &fp, None)
+        );
     }
 
     #[test]
@@ -353,7 +376,7 @@ mod tests {
         let fp = Fingerprint::of(&v);
         v.reasons.push(fp.marker());
         v.analysis_run = fp.marker();
-        let d = issue(&config(), &v, &fp);
+        let d = issue(&config(), &v, &fp, None);
         assert_eq!(d.body.matches("<!--").count(), 2, "{}", d.body);
         let c = comment(&v);
         assert_eq!(c.matches("<!--").count(), 1);
@@ -372,7 +395,7 @@ mod tests {
             })
             .collect();
         let fp = Fingerprint::of(&v);
-        let d = issue(&config(), &v, &fp);
+        let d = issue(&config(), &v, &fp, None);
         assert!(d.body.chars().count() <= MAX_BODY_CHARS, "{}", d.body.len());
         assert!(
             d.body
@@ -400,7 +423,7 @@ mod tests {
         v.comparison.clear();
         v.score = None;
         v.links = Links::default();
-        let d = issue(&config(), &v, &Fingerprint::of(&v));
+        let d = issue(&config(), &v, &Fingerprint::of(&v), None);
         assert!(d.body.contains("_None given._"));
         assert!(d.body.contains("_No comparison data._"));
         assert!(d.body.contains("| Score | n/a |"));

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::api::{CommentRef, IssueApi, IssueRef};
-use crate::config::GithubConfig;
+use crate::api::{CommentRef, IssueApi, IssueRef, IssueState};
+use crate::config::{ClosedMatch, GithubConfig};
 use crate::error::{ApiError, ReportError};
 use crate::fingerprint::{Fingerprint, run_marker};
 use crate::pacing::MutationGate;
@@ -46,6 +46,16 @@ pub enum ReportOutcome {
         number: u64,
         /// Web link of the issue.
         issue_url: String,
+        /// Web link of the comment.
+        comment_url: String,
+    },
+    /// Only a closed issue had the fingerprint and the policy is `reopen`: it was reopened and
+    /// commented on.
+    Reopened {
+        /// Issue number.
+        number: u64,
+        /// Web link of the issue.
+        url: String,
         /// Web link of the comment.
         comment_url: String,
     },
@@ -115,14 +125,14 @@ impl<A: IssueApi> Reporter<A> {
 
     /// The issue a first occurrence of this verdict would open.
     pub fn render(&self, verdict: &FailedVerdict) -> IssueDraft {
-        render::issue(&self.config, verdict, &Fingerprint::of(verdict))
+        render::render_issue(&self.config, verdict)
     }
 
     /// Files the verdict: a new issue, a comment on the open issue with the same fingerprint, or
     /// nothing if this AnalysisRun is already there. Reports are handled one at a time.
     pub async fn report(&self, verdict: &FailedVerdict) -> Result<ReportOutcome, ReportError> {
         let fp = Fingerprint::of(verdict);
-        let draft = render::issue(&self.config, verdict, &fp);
+        let draft = render::issue(&self.config, verdict, &fp, None);
         let Some(api) = &self.api else {
             info!(
                 owner = %self.config.owner,
@@ -138,37 +148,82 @@ impl<A: IssueApi> Reporter<A> {
 
         let _one_at_a_time = self.serial.lock().await;
         let run = run_marker(verdict);
-        match self.find_issue(api, &fp).await? {
-            Some(issue) => {
-                if issue.body.contains(&run)
-                    || self.find_comment(api, &issue, &run).await?.is_some()
-                {
-                    info!(
-                        issue = issue.number,
-                        fingerprint = fp.short(),
-                        "this analysis run is already reported"
-                    );
-                    return Ok(ReportOutcome::AlreadyReported {
-                        number: issue.number,
-                        url: issue.html_url,
-                    });
-                }
-                self.comment(api, issue, &render::comment(verdict), &run)
-                    .await
+        if let Some(issue) = self.find_issue(api, &fp, IssueState::Open).await? {
+            if self.has_run(api, &issue, &run).await? {
+                return Ok(already_reported(issue, &fp));
             }
+            return self
+                .comment(api, issue, &render::comment(verdict), &run)
+                .await;
+        }
+        match self.find_issue(api, &fp, IssueState::Closed).await? {
             None => self.create(api, &fp, &draft).await,
+            // Closed after this very run was reported: someone decided, leave it be.
+            Some(closed) if self.has_run(api, &closed, &run).await? => {
+                Ok(already_reported(closed, &fp))
+            }
+            Some(closed) => match self.config.closed_match {
+                ClosedMatch::Link => {
+                    let draft = render::issue(&self.config, verdict, &fp, Some(closed.number));
+                    self.create(api, &fp, &draft).await
+                }
+                ClosedMatch::Reopen => {
+                    self.reopen(api, &closed).await?;
+                    let outcome = self
+                        .comment(api, closed, &render::comment(verdict), &run)
+                        .await?;
+                    Ok(match outcome {
+                        ReportOutcome::Commented {
+                            number,
+                            issue_url,
+                            comment_url,
+                        } => ReportOutcome::Reopened {
+                            number,
+                            url: issue_url,
+                            comment_url,
+                        },
+                        other => other,
+                    })
+                }
+            },
         }
     }
 
-    /// The open issue carrying this fingerprint, if any (the oldest, should there be several).
-    async fn find_issue(&self, api: &A, fp: &Fingerprint) -> Result<Option<IssueRef>, ReportError> {
+    /// Whether this AnalysisRun already wrote the issue or one of its recent comments.
+    async fn has_run(&self, api: &A, issue: &IssueRef, run: &str) -> Result<bool, ReportError> {
+        Ok(issue.body.contains(run) || self.find_comment(api, issue, run).await?.is_some())
+    }
+
+    /// Reopens an issue; reopening is idempotent, so ordinary retries are safe.
+    async fn reopen(&self, api: &A, issue: &IssueRef) -> Result<(), ReportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.gate.run(api.reopen_issue(issue.number)).await? {
+                Ok(_) => {
+                    info!(issue = issue.number, "reopened issue");
+                    return Ok(());
+                }
+                Err(e) => self.pause_before_retry("reopen issue", attempt, e).await?,
+            }
+        }
+    }
+
+    /// The issue in `state` carrying this fingerprint, if any: of several, the oldest open one
+    /// (the one people have been following) or the newest closed one.
+    async fn find_issue(
+        &self,
+        api: &A,
+        fp: &Fingerprint,
+        state: IssueState,
+    ) -> Result<Option<IssueRef>, ReportError> {
         let label = fp.label();
         let issues = self
             .read("list issues by fingerprint label", || {
-                api.open_issues_with_label(&label)
+                api.issues_with_label(&label, state)
             })
             .await?;
-        let found = issues
+        let candidates = issues
             .into_iter()
             .filter(|issue| issue.labels.contains(&label))
             .filter(|issue| {
@@ -183,9 +238,11 @@ impl<A: IssueApi> Reporter<A> {
                     );
                 }
                 ours
-            })
-            .min_by_key(|issue| issue.number);
-        Ok(found)
+            });
+        Ok(match state {
+            IssueState::Open => candidates.min_by_key(|issue| issue.number),
+            IssueState::Closed => candidates.max_by_key(|issue| issue.number),
+        })
     }
 
     /// A comment with this run's marker near the end of the issue's comments, if any.
@@ -224,7 +281,7 @@ impl<A: IssueApi> Reporter<A> {
             attempt += 1;
             // A retry must first rule out that the previous try went through.
             let earlier = if attempt > 1 {
-                self.find_issue(api, fp).await?
+                self.find_issue(api, fp, IssueState::Open).await?
             } else {
                 None
             };
@@ -378,5 +435,17 @@ impl<A: IssueApi> Reporter<A> {
         );
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+}
+
+fn already_reported(issue: IssueRef, fp: &Fingerprint) -> ReportOutcome {
+    info!(
+        issue = issue.number,
+        fingerprint = fp.short(),
+        "this analysis run is already reported"
+    );
+    ReportOutcome::AlreadyReported {
+        number: issue.number,
+        url: issue.html_url,
     }
 }

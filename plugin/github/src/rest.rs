@@ -15,7 +15,7 @@ use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{CommentRef, IssueApi, IssueRef};
+use crate::api::{CommentRef, IssueApi, IssueRef, IssueState};
 use crate::config::GithubConfig;
 use crate::error::{ApiError, ReportError};
 use crate::render::IssueDraft;
@@ -135,11 +135,16 @@ impl RestApi {
 type RawResponse = http::Response<BoxBody<Bytes, octocrab::Error>>;
 
 impl IssueApi for RestApi {
-    async fn open_issues_with_label(&self, label: &str) -> Result<Vec<IssueRef>, ApiError> {
+    async fn issues_with_label(
+        &self,
+        label: &str,
+        state: IssueState,
+    ) -> Result<Vec<IssueRef>, ApiError> {
         let label: String = url::form_urlencoded::byte_serialize(label.as_bytes()).collect();
         let path = format!(
-            "{}/issues?state=open&labels={label}&sort=created&direction=desc&per_page=100",
-            self.repo_path
+            "{}/issues?state={}&labels={label}&sort=created&direction=desc&per_page=100",
+            self.repo_path,
+            state.as_str()
         );
         let issues: Vec<WireIssue> = self.get_json(path).await?;
         Ok(issues
@@ -162,6 +167,20 @@ impl IssueApi for RestApi {
             .post_json(format!("{}/issues", self.repo_path), &payload)
             .await?;
         Ok(issue.into_ref())
+    }
+
+    async fn reopen_issue(&self, issue: u64) -> Result<IssueRef, ApiError> {
+        let payload = serde_json::json!({ "state": "open" });
+        let (status, headers, body) = self
+            .exchange(
+                self.client
+                    ._patch(format!("{}/issues/{issue}", self.repo_path), Some(&payload)),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        parse::<WireIssue>(&body).map(WireIssue::into_ref)
     }
 
     async fn comments(&self, issue: u64, page: u64) -> Result<Vec<CommentRef>, ApiError> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::http::Method;
 use sandcanary_github::{
-    ApiError, AppAuthConfig, AuthConfig, Fingerprint, GithubConfig, ReportError, ReportOutcome,
-    Reporter,
+    ApiError, AppAuthConfig, AuthConfig, ClosedMatch, Fingerprint, GithubConfig, ReportError,
+    ReportOutcome, Reporter,
 };
 use support::fake_github::{Auth, FakeGithub, Fault, Route};
 use support::{config, verdict};
@@ -66,13 +66,14 @@ async fn first_failure_opens_one_issue_with_the_exact_request() {
     );
 
     let requests = s.fake.requests();
-    assert_eq!(requests.len(), 2, "{requests:#?}");
-    let list = &requests[0];
-    assert_eq!(list.method, Method::GET);
-    assert_eq!(list.path, "/repos/acme/proxy/issues");
-    assert_eq!(list.query["state"], "open");
-    assert_eq!(list.query["labels"], fp.label());
-    let create = &requests[1];
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    for (list, state) in requests[..2].iter().zip(["open", "closed"]) {
+        assert_eq!(list.method, Method::GET);
+        assert_eq!(list.path, "/repos/acme/proxy/issues");
+        assert_eq!(list.query["state"], state);
+        assert_eq!(list.query["labels"], fp.label());
+    }
+    let create = &requests[2];
     assert_eq!(create.method, Method::POST);
     assert_eq!(create.path, "/repos/acme/proxy/issues");
     for r in &requests {
@@ -245,9 +246,12 @@ async fn accepted_create_that_times_out_is_not_created_twice() {
     );
     assert_eq!(s.fake.issues().len(), 1, "exactly one issue");
     assert_eq!(s.fake.requests_to(Method::POST, "/issues").len(), 1);
-    // list, create (timed out), list again (found it)
+    // list open, list closed, create (timed out), list open again (found it)
     let methods: Vec<Method> = s.fake.requests().iter().map(|r| r.method.clone()).collect();
-    assert_eq!(methods, vec![Method::GET, Method::POST, Method::GET]);
+    assert_eq!(
+        methods,
+        vec![Method::GET, Method::GET, Method::POST, Method::GET]
+    );
 }
 
 #[tokio::test]
@@ -311,7 +315,13 @@ async fn refused_create_with_5xx_is_tried_again_after_a_lookup() {
     let methods: Vec<Method> = s.fake.requests().iter().map(|r| r.method.clone()).collect();
     assert_eq!(
         methods,
-        vec![Method::GET, Method::POST, Method::GET, Method::POST]
+        vec![
+            Method::GET,
+            Method::GET,
+            Method::POST,
+            Method::GET,
+            Method::POST
+        ]
     );
 }
 
@@ -367,7 +377,7 @@ async fn http_429_with_spent_quota_waits_for_the_reset() {
     let reporter = Reporter::from_config(s.config.clone()).unwrap();
     reporter.report(&verdict("run-1")).await.unwrap();
     let lists = s.fake.requests_to(Method::GET, "/issues");
-    assert_eq!(lists.len(), 2);
+    assert_eq!(lists.len(), 3, "open (429), open, closed");
     let gap = lists[1].at - lists[0].at;
     assert!(gap >= Duration::from_millis(900), "retried after {gap:?}");
     assert_eq!(s.fake.issues().len(), 1);
@@ -660,7 +670,8 @@ async fn a_5xx_on_the_lookup_is_retried() {
             ..
         }
     ));
-    assert_eq!(s.fake.requests_to(Method::GET, "/issues").len(), 2);
+    // open (500), open, closed
+    assert_eq!(s.fake.requests_to(Method::GET, "/issues").len(), 3);
     assert_eq!(s.fake.issues().len(), 1);
 }
 
@@ -700,4 +711,74 @@ async fn comment_failures_never_double_post() {
             "{fault:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_closed_match_opens_a_new_issue_that_links_to_it_by_default() {
+    let s = setup().await;
+    let reporter = Reporter::from_config(s.config.clone()).unwrap();
+    reporter.report(&verdict("run-1")).await.unwrap();
+    s.fake.close_issue(1);
+
+    // The run that was reported before the close does not bring anything back.
+    let outcome = reporter.report(&verdict("run-1")).await.unwrap();
+    assert!(
+        matches!(outcome, ReportOutcome::AlreadyReported { number: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(s.fake.issues().len(), 1);
+
+    let outcome = reporter.report(&verdict("run-2")).await.unwrap();
+    assert!(
+        matches!(outcome, ReportOutcome::Created { number: 2, .. }),
+        "{outcome:?}"
+    );
+    let issues = s.fake.issues();
+    let body = issues[1]["body"].as_str().unwrap();
+    assert!(
+        body.contains("reported before in #1, which is closed"),
+        "{body}"
+    );
+    assert_eq!(issues[0]["state"], "closed");
+    // Repeats now go to the new open issue.
+    let outcome = reporter.report(&verdict("run-3")).await.unwrap();
+    assert!(
+        matches!(outcome, ReportOutcome::Commented { number: 2, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(s.fake.issues().len(), 2);
+    assert!(s.fake.comments(1).is_empty());
+}
+
+#[tokio::test]
+async fn a_closed_match_is_reopened_when_configured() {
+    let s = setup().await;
+    let mut config = s.config.clone();
+    config.closed_match = ClosedMatch::Reopen;
+    let reporter = Reporter::from_config(config).unwrap();
+    reporter.report(&verdict("run-1")).await.unwrap();
+    s.fake.close_issue(1);
+    s.fake.fail(
+        Route::UpdateIssue,
+        Fault::Refuse {
+            status: 502,
+            headers: vec![],
+            body: "<html>502</html>".into(),
+        },
+    );
+
+    let outcome = reporter.report(&verdict("run-2")).await.unwrap();
+    let ReportOutcome::Reopened { number: 1, .. } = outcome else {
+        panic!("expected a reopen, got {outcome:?}")
+    };
+    let issues = s.fake.issues();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0]["state"], "open");
+    assert_eq!(s.fake.comments(1).len(), 1);
+    let patches = s.fake.requests_to(Method::PATCH, "/issues/1");
+    assert_eq!(patches.len(), 2, "the idempotent reopen is retried");
+    assert_eq!(
+        patches[1].body.as_ref().unwrap(),
+        &serde_json::json!({"state": "open"})
+    );
 }

@@ -26,6 +26,7 @@ pub enum Route {
     CreateIssue,
     ListComments,
     CreateComment,
+    UpdateIssue,
     AccessToken,
 }
 
@@ -113,6 +114,10 @@ impl FakeGithub {
                 get(list_issues).post(create_issue),
             )
             .route(
+                "/repos/{owner}/{repo}/issues/{number}",
+                axum::routing::patch(update_issue),
+            )
+            .route(
                 "/repos/{owner}/{repo}/issues/{number}/comments",
                 get(list_comments).post(create_comment),
             )
@@ -135,6 +140,16 @@ impl FakeGithub {
             .entry(route)
             .or_default()
             .push_back(fault);
+    }
+
+    /// Closes an issue as completed, as a person would.
+    pub fn close_issue(&self, number: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        let index = issue_index(&inner, number).unwrap();
+        let issue = &mut inner.issues[index];
+        issue["state"] = json!("closed");
+        issue["state_reason"] = json!("completed");
+        issue["closed_at"] = json!(chrono_like_now());
     }
 
     pub fn drop_labels(&self) {
@@ -482,6 +497,50 @@ fn issue_index(inner: &Inner, number: u64) -> Option<usize> {
         .issues
         .iter()
         .position(|i| i["number"].as_u64() == Some(number))
+}
+
+/// `PATCH /repos/{owner}/{repo}/issues/{number}`: only `state` (and `state_reason`) are handled.
+async fn update_issue(
+    State(state): State<Shared>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (fault, issue) = {
+        let mut inner = state.lock().unwrap();
+        record(&mut inner, Method::PATCH, &uri, &headers, &body);
+        if !authorised(&inner, &headers) {
+            return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+        }
+        let Some(index) = issue_index(&inner, number).filter(|_| repo_ok(&owner, &repo)) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let fault = next_fault(&mut inner, Route::UpdateIssue);
+        if let Some(r) = refusal(&fault) {
+            return r;
+        }
+        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+            return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+        };
+        let issue = &mut inner.issues[index];
+        match payload["state"].as_str() {
+            Some("open") => {
+                issue["state"] = json!("open");
+                issue["state_reason"] = json!("reopened");
+                issue["closed_at"] = Value::Null;
+            }
+            Some("closed") => {
+                issue["state"] = json!("closed");
+                issue["state_reason"] = json!("completed");
+                issue["closed_at"] = json!(chrono_like_now());
+            }
+            Some(_) => return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"),
+            None => {}
+        }
+        (fault, issue.clone())
+    };
+    applied(fault, StatusCode::OK, issue).await
 }
 
 async fn list_comments(
