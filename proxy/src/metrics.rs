@@ -107,6 +107,19 @@ impl Metrics {
             "Sessions dropped because their sandbox refused or reset a connection",
             invalidations.clone(),
         );
+        // Known label values start at zero so that dashboards and alerts see them before the first event.
+        for r in ["ok", "error", "timeout", "cancelled"] {
+            drop(ensures.get_or_create(&Self::result(r)));
+        }
+        for r in ["ok", "error"] {
+            drop(reaps.get_or_create(&Self::result(r)));
+        }
+        for k in ["dial", "write", "handshake", "http"] {
+            drop(upstream_errors.get_or_create(&Self::kind(k)));
+        }
+        for k in ["unknown", "rejected"] {
+            drop(identity_failures.get_or_create(&Self::kind(k)));
+        }
         Self {
             sessions,
             ensure_seconds,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, ORIGIN, TRANSFER_ENCODING};
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, ORIGIN, TRANSFER_ENCODING, UPGRADE,
+};
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -170,7 +172,7 @@ impl Forwarder {
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let host = self.upstream_host(ep, &ep.ws);
-        for (name, value) in req.headers() {
+        for name in req.headers().keys() {
             let skip = (name == HOST && host.is_some())
                 || name == "x-forwarded-for"
                 || (name == ORIGIN && self.cfg.origin == OriginPolicy::Drop)
@@ -178,10 +180,23 @@ impl Forwarder {
             if skip {
                 continue;
             }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let values = req.headers().get_all(name);
+            if name == CONNECTION || name == UPGRADE {
+                // Token lists split over several lines are joined into one: equivalent (RFC 9110
+                // §5.3), and some WebSocket servers only read the first line.
+                let joined: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(&joined.join(&b", "[..]));
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+            for value in values {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
         if let Some(h) = host {
             out.extend_from_slice(b"host: ");

@@ -44,7 +44,11 @@ struct Shared {
 pub struct LocalBackend(Arc<Shared>);
 
 impl LocalBackend {
-    pub fn new(cfg: LocalConfig) -> Self {
+    pub fn new(mut cfg: LocalConfig) -> Self {
+        // Sandboxes run in their own directories, so relative paths must be resolved now.
+        if let Ok(p) = std::fs::canonicalize(&cfg.sandbox_server) {
+            cfg.sandbox_server = p;
+        }
         let b = Self(Arc::new(Shared {
             cfg,
             pool: Mutex::new(Pool::default()),

@@ -174,6 +174,8 @@ pub async fn start(cfg: &LocalConfig, seq: u64) -> Result<SandboxProcess, Backen
         .env("CHROMIUM_ARGS", cfg.chromium_args.join(","))
         .env("TMPDIR", &dir)
         .env("HOME", &dir)
+        // Tools in the sandbox (the MCP server) write output files to their working directory.
+        .current_dir(&dir)
         .env_remove("MCP_PORT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,0 +1,215 @@
+//! Shared pieces of the proxy's integration tests: a scriptable backend for session semantics, and
+//! configuration helpers. The data path is always real sockets.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sandcanary_proxy::backend::{Authority, Backend, BackendError, Endpoint};
+use sandcanary_proxy::config::{Config, RawConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Ensure(String),
+    EnsureDone(String),
+    Delete(String),
+    DeleteDone(String),
+    List,
+    Suspend(String),
+    Resume(String),
+}
+
+/// What the next `ensure` does.
+#[derive(Clone)]
+pub enum Step {
+    Ok(Endpoint),
+    Err(BackendError),
+    /// Waits, then succeeds.
+    Slow(Duration, Endpoint),
+}
+
+#[derive(Default)]
+pub struct Script {
+    pub ensure: VecDeque<Step>,
+    /// Used when `ensure` is empty.
+    pub default_endpoint: Option<Endpoint>,
+    pub delete_delay: Duration,
+    pub delete_fail: usize,
+    /// Ids whose delete never returns.
+    pub delete_hang: Vec<String>,
+    pub list: Option<Result<Vec<String>, BackendError>>,
+}
+
+/// A backend whose every call is logged and whose answers are scripted.
+#[derive(Default)]
+pub struct FakeBackend {
+    pub script: Mutex<Script>,
+    pub calls: Mutex<Vec<Call>>,
+    pub ensures: AtomicUsize,
+    pub cancelled: Arc<AtomicUsize>,
+    pub deletes: AtomicUsize,
+}
+
+struct CancelGuard(Arc<AtomicUsize>, bool);
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl FakeBackend {
+    pub fn new(default: Endpoint) -> Arc<Self> {
+        let b = Self::default();
+        b.script.lock().unwrap().default_endpoint = Some(default);
+        Arc::new(b)
+    }
+
+    pub fn push(&self, step: Step) {
+        self.script.lock().unwrap().ensure.push_back(step);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
+        self.calls().iter().filter(|c| f(c)).count()
+    }
+
+    fn log(&self, c: Call) {
+        self.calls.lock().unwrap().push(c);
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError> {
+        self.ensures.fetch_add(1, Ordering::SeqCst);
+        self.log(Call::Ensure(id.into()));
+        let step = {
+            let mut s = self.script.lock().unwrap();
+            s.ensure
+                .pop_front()
+                .unwrap_or_else(|| Step::Ok(s.default_endpoint.clone().expect("default endpoint")))
+        };
+        let mut guard = CancelGuard(self.cancelled.clone(), false);
+        let r = match step {
+            Step::Ok(e) => Ok(e),
+            Step::Err(e) => Err(e),
+            Step::Slow(d, e) => {
+                tokio::time::sleep(d).await;
+                Ok(e)
+            }
+        };
+        guard.1 = true;
+        self.log(Call::EnsureDone(id.into()));
+        r
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), BackendError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.log(Call::Delete(id.into()));
+        let (delay, fail, hang) = {
+            let mut s = self.script.lock().unwrap();
+            let fail = s.delete_fail > 0;
+            if fail {
+                s.delete_fail -= 1;
+            }
+            (s.delete_delay, fail, s.delete_hang.iter().any(|h| h == id))
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(delay).await;
+        self.log(Call::DeleteDone(id.into()));
+        if fail {
+            Err(BackendError::Failed("scripted delete failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, BackendError> {
+        self.log(Call::List);
+        self.script
+            .lock()
+            .unwrap()
+            .list
+            .clone()
+            .unwrap_or(Ok(vec![]))
+    }
+
+    async fn suspend(&self, id: &str) -> Result<(), BackendError> {
+        self.log(Call::Suspend(id.into()));
+        Ok(())
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), BackendError> {
+        self.log(Call::Resume(id.into()));
+        Ok(())
+    }
+}
+
+pub fn endpoint(ws: SocketAddr, mcp: Option<SocketAddr>, instance: &str) -> Endpoint {
+    Endpoint {
+        ws: Authority::new(ws.ip().to_string(), ws.port()),
+        mcp: mcp.map(|m| Authority::new(m.ip().to_string(), m.port())),
+        host_header: None,
+        instance: instance.into(),
+    }
+}
+
+pub fn sandbox_server() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sandbox/server.js").to_string()
+}
+
+/// A configuration for an in-process proxy on ephemeral loopback ports.
+pub fn raw_config() -> RawConfig {
+    RawConfig {
+        listen_addr: Some("127.0.0.1:0".into()),
+        metrics_addr: Some("127.0.0.1:0".into()),
+        identity_static: Some(
+            (2..=9)
+                .map(|i| format!("127.0.0.{i}=tenant-{i}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        session_api_token: Some(SESSION_TOKEN.into()),
+        local_sandbox_server: Some(sandbox_server()),
+        log_format: Some("text".into()),
+        ..Default::default()
+    }
+}
+
+pub const SESSION_TOKEN: &str = "session-api-token-for-tests";
+pub const IDENTITY_TOKEN: &str = "identity-token-for-tests-0123";
+
+pub fn config(raw: RawConfig) -> Config {
+    Config::from_raw(raw).expect("test configuration is valid")
+}
+
+/// Opens a TCP connection from a chosen loopback source address (a "pod").
+pub async fn connect_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
