@@ -138,6 +138,7 @@ async fn ws_echo() -> (
             let (s, _) = l.accept().await.unwrap();
             let (h3, p3) = (h2.clone(), p2.clone());
             tokio::spawn(async move {
+                #[allow(clippy::result_large_err)] // the callback type is tungstenite's
                 let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                           resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
                     h3.lock().unwrap().push(req.headers().clone());
@@ -153,14 +154,9 @@ async fn ws_echo() -> (
                     return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
-                    match m {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => return,
-                        _ => {}
+                    if m.is_close() || ((m.is_text() || m.is_binary()) && ws.send(m).await.is_err())
+                    {
+                        return;
                     }
                 }
             });
@@ -343,7 +339,7 @@ async fn token_identity_names_the_id_and_credentials_never_reach_the_sandbox() {
     let (status, _, _) = request_from("127.0.0.1", p.data_addr, req).await;
     assert_eq!(status, 201);
     assert!(b.calls().contains(&support::Call::Ensure("bench-7".into())));
-    let h = &seen.lock().unwrap()[0].headers;
+    let h = seen.lock().unwrap()[0].headers.clone();
     assert!(h.get("authorization").is_none());
     assert!(h.get("x-sandbox-id").is_none());
 
