@@ -5,7 +5,9 @@
 //! any failed create, look up again before trying again, because a create GitHub accepted may
 //! still have failed on our side (timeout, 5xx after commit, unreadable answer).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -68,13 +70,43 @@ pub enum ReportOutcome {
     },
 }
 
-/// Reports failed verdicts for one repository. Keep one per config: pacing and the hourly budget
-/// are per reporter.
+/// Reports failed verdicts for one repository.
+///
+/// Reporters are cheap to make (one per AnalysisRun is fine): pacing, the hourly budget and the
+/// one-report-at-a-time lock are shared by every reporter of the process that talks to the same
+/// API URL, since GitHub counts limits per credential and host, not per object. The limits of
+/// the first reporter for an API URL apply to all of them.
 pub struct Reporter<A = RestApi> {
     config: GithubConfig,
     api: Option<A>,
+    shared: Arc<Shared>,
+}
+
+/// What all reporters of one API URL share.
+#[derive(Debug)]
+struct Shared {
     gate: MutationGate,
     serial: Mutex<()>,
+}
+
+/// Process-wide [`Shared`] per API URL.
+fn shared_for(config: &GithubConfig) -> Arc<Shared> {
+    static BY_API_URL: LazyLock<std::sync::Mutex<HashMap<String, Arc<Shared>>>> =
+        LazyLock::new(Default::default);
+    let mut map = BY_API_URL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(config.api_url.trim_end_matches('/').to_string())
+        .or_insert_with(|| {
+            Arc::new(Shared {
+                gate: MutationGate::new(
+                    config.limits.min_mutation_interval(),
+                    config.limits.max_mutations_per_hour,
+                ),
+                serial: Mutex::new(()),
+            })
+        })
+        .clone()
 }
 
 impl<A> std::fmt::Debug for Reporter<A> {
@@ -111,15 +143,11 @@ impl<A: IssueApi> Reporter<A> {
     }
 
     fn assemble(config: GithubConfig, api: Option<A>) -> Self {
-        let gate = MutationGate::new(
-            config.limits.min_mutation_interval(),
-            config.limits.max_mutations_per_hour,
-        );
+        let shared = shared_for(&config);
         Self {
             config,
             api,
-            gate,
-            serial: Mutex::new(()),
+            shared,
         }
     }
 
@@ -146,7 +174,7 @@ impl<A: IssueApi> Reporter<A> {
             });
         };
 
-        let _one_at_a_time = self.serial.lock().await;
+        let _one_at_a_time = self.shared.serial.lock().await;
         let run = run_marker(verdict);
         if let Some(issue) = self.find_issue(api, &fp, IssueState::Open).await? {
             if self.has_run(api, &issue, &run).await? {
@@ -199,7 +227,7 @@ impl<A: IssueApi> Reporter<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.gate.run(api.reopen_issue(issue.number)).await? {
+            match self.shared.gate.run(api.reopen_issue(issue.number)).await? {
                 Ok(_) => {
                     info!(issue = issue.number, "reopened issue");
                     return Ok(());
@@ -297,7 +325,7 @@ impl<A: IssueApi> Reporter<A> {
                     recovered: true,
                 });
             }
-            match self.gate.run(api.create_issue(draft)).await? {
+            match self.shared.gate.run(api.create_issue(draft)).await? {
                 Ok(issue) => {
                     if !issue.labels.contains(&fp.label()) {
                         warn!(
@@ -351,6 +379,7 @@ impl<A: IssueApi> Reporter<A> {
                 });
             }
             match self
+                .shared
                 .gate
                 .run(api.create_comment(issue.number, body))
                 .await?

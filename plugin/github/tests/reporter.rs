@@ -782,3 +782,27 @@ async fn a_closed_match_is_reopened_when_configured() {
         &serde_json::json!({"state": "open"})
     );
 }
+
+#[tokio::test]
+async fn concurrent_reporters_of_one_api_share_the_lock_and_the_spacing() {
+    let s = setup().await;
+    let a = Reporter::from_config(s.config.clone()).unwrap();
+    let b = Reporter::from_config(s.config.clone()).unwrap();
+    let (va, vb) = (verdict("run-a"), verdict("run-b"));
+    let (ra, rb) = tokio::join!(a.report(&va), b.report(&vb));
+    let mut outcomes = [ra.unwrap(), rb.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, ReportOutcome::Commented { .. }));
+    assert!(
+        matches!(outcomes[0], ReportOutcome::Created { number: 1, .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], ReportOutcome::Commented { number: 1, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(s.fake.issues().len(), 1);
+    assert_eq!(s.fake.comments(1).len(), 1);
+    let posts = s.fake.requests_to(Method::POST, "");
+    assert_eq!(posts.len(), 2);
+    assert!(posts[1].at - posts[0].at >= Duration::from_secs(1));
+}
