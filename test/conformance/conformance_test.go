@@ -337,7 +337,7 @@ func TestC14NoMagicCookie(t *testing.T) {
 // rawPlugin hands the test the broker stream's *rpc.Client itself.
 type rawPlugin struct{}
 
-func (rawPlugin) Server(*goplugin.MuxBroker) (any, error)                { return nil, errors.New("client only") }
+func (rawPlugin) Server(*goplugin.MuxBroker) (any, error)                  { return nil, errors.New("client only") }
 func (rawPlugin) Client(_ *goplugin.MuxBroker, c *rpc.Client) (any, error) { return c, nil }
 
 func TestC15UnknownMethodAndOddArguments(t *testing.T) {

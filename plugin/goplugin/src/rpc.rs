@@ -96,7 +96,8 @@ struct Outgoing {
     result: CallResult,
 }
 
-fn response_type() -> GoType {
+/// net/rpc's `Response` header type.
+pub fn response_type() -> GoType {
     GoType::structure(
         "Response",
         &[
@@ -111,12 +112,12 @@ fn response_type() -> GoType {
 fn framing_lost(e: &GobError) -> bool {
     matches!(
         e,
-        GobError::Truncated
+        GobError::UnexpectedEof
             | GobError::Io(_)
             | GobError::Eof
             | GobError::MessageTooLarge(..)
             | GobError::EmptyMessage
-            | GobError::BadUint
+            | GobError::BadLength
     )
 }
 
@@ -240,7 +241,9 @@ async fn write_replies<W: AsyncWrite>(wr: W, mut rx: mpsc::UnboundedReceiver<Out
     }
 }
 
-fn encode_reply(
+/// Encodes one whole reply (header and body, with any first-use type definitions) into `buf`;
+/// what the server writes for each call.
+pub fn encode_reply(
     enc: &mut Encoder,
     rtype: &GoType,
     method: &str,
@@ -249,16 +252,129 @@ fn encode_reply(
     reply: &Reply,
     buf: &mut Vec<u8>,
 ) -> Result<(), GobError> {
-    // Encode the body first into a scratch buffer so a failure leaves no half-written header.
-    let mut body = Vec::new();
-    enc.encode(&reply.ty, &reply.value, &mut body)?;
+    // Header first, as Go writes it; on a body failure the type table is rolled back so the
+    // stream never references a definition that was not sent.
+    let snapshot = enc.clone();
+    let start = buf.len();
     let header = Value::Struct(
         Struct::new()
             .with("ServiceMethod", Value::String(method.to_string()))
             .with("Seq", Value::Uint(seq))
             .with("Error", Value::String(error.to_string())),
     );
-    enc.encode(rtype, &header, buf)?;
-    buf.extend_from_slice(&body);
+    let result = enc
+        .encode(rtype, &header, buf)
+        .and_then(|_| enc.encode(&reply.ty, &reply.value, buf));
+    if let Err(e) = result {
+        *enc = snapshot;
+        buf.truncate(start);
+        return Err(e);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::RpcError;
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    }
+
+    fn reply(enc: &mut Encoder, method: &str, seq: u64, err: &str, r: &Reply) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_reply(enc, &response_type(), method, seq, err, r, &mut buf).unwrap();
+        buf
+    }
+
+    /// Appendix A of the protocol spec, plugin → Go on stream 1.
+    #[test]
+    fn control_stream_replies_match_the_reference_bytes() {
+        let mut enc = Encoder::new();
+        let dispense = reply(
+            &mut enc,
+            "Dispenser.Dispense",
+            0,
+            "",
+            &Reply::new(GoType::Uint, Value::Uint(1)),
+        );
+        let want = hex(
+            "3a ff 81 03 01 01 08 52 65 73 70 6f 6e 73 65 01 ff 82 00 01 03 01 0d 53 65 72 76 69 63 65 4d 65 74 68 6f 64 01 0c 00 01 03 53 65 71 01 06 00 01 05 45 72 72 6f 72 01 0c 00 00 00 \
+             17 ff 82 01 12 44 69 73 70 65 6e 73 65 72 2e 44 69 73 70 65 6e 73 65 00 \
+             03 06 00 01",
+        );
+        assert_eq!(dispense, want);
+        let ping = reply(&mut enc, "Control.Ping", 1, "", &Reply::empty_struct());
+        let want = hex(
+            "13 ff 82 01 0c 43 6f 6e 74 72 6f 6c 2e 50 69 6e 67 01 01 00 \
+             0a ff 83 03 01 02 ff 84 00 00 00 03 ff 84 00",
+        );
+        assert_eq!(ping, want);
+        let err = reply(
+            &mut enc,
+            "Plugin.Foo",
+            7,
+            "rpc: can't find method Plugin.Foo",
+            &Reply::empty_struct(),
+        );
+        let want = hex(
+            "34 ff 82 01 0a 50 6c 75 67 69 6e 2e 46 6f 6f 01 07 01 21 72 70 63 3a 20 63 61 6e 27 74 20 66 69 6e 64 20 6d 65 74 68 6f 64 20 50 6c 75 67 69 6e 2e 46 6f 6f 00 \
+             03 ff 84 00",
+        );
+        assert_eq!(err, want);
+    }
+
+    /// Appendix A, plugin → Go on stream 7 (fresh type table).
+    #[test]
+    fn plugin_stream_replies_match_the_reference_bytes() {
+        let mut enc = Encoder::new();
+        let init = reply(
+            &mut enc,
+            "Plugin.InitPlugin",
+            0,
+            "",
+            &Reply::new(RpcError::gob_type(), RpcError::default().to_value()),
+        );
+        let tail = hex(
+            "16 ff 82 01 11 50 6c 75 67 69 6e 2e 49 6e 69 74 50 6c 75 67 69 6e 00 \
+             26 ff 83 03 01 01 08 52 70 63 45 72 72 6f 72 01 ff 84 00 01 01 01 0b 45 72 72 6f 72 53 74 72 69 6e 67 01 0c 00 00 00 \
+             03 ff 84 00",
+        );
+        assert!(init.ends_with(&tail), "{init:02x?}");
+        let boom = RpcError {
+            error_string: "boom".into(),
+        };
+        let gc = reply(
+            &mut enc,
+            "Plugin.GarbageCollect",
+            1,
+            "",
+            &Reply::new(RpcError::gob_type(), boom.to_value()),
+        );
+        assert!(gc.ends_with(&hex("09 ff 84 01 04 62 6f 6f 6d 00")));
+        let ty = reply(
+            &mut enc,
+            "Plugin.Type",
+            2,
+            "",
+            &Reply::new(GoType::String, Value::String("RPCPlugin".into())),
+        );
+        assert!(ty.ends_with(&hex("0c 0c 00 09 52 50 43 50 6c 75 67 69 6e")));
+    }
+
+    #[test]
+    fn a_body_that_does_not_fit_its_type_leaves_the_stream_clean() {
+        let mut enc = Encoder::new();
+        let mut buf = Vec::new();
+        let bad = Reply::new(GoType::Uint, Value::String("x".into()));
+        let r = encode_reply(&mut enc, &response_type(), "M.X", 1, "", &bad, &mut buf);
+        assert!(r.is_err());
+        assert!(buf.is_empty());
+        // The Response type was rolled back, so the next reply defines it again.
+        let ok = reply(&mut enc, "M.X", 2, "", &Reply::empty_struct());
+        assert_eq!(&ok[..3], &[0x3a, 0xff, 0x81]);
+    }
 }

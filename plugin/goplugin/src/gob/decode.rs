@@ -102,7 +102,7 @@ impl<R: Read> Decoder<R> {
         } else {
             let n = (first[0] as i8).unsigned_abs() as usize;
             if n > 8 {
-                return Err(GobError::BadUint);
+                return Err(GobError::BadLength);
             }
             let mut b = [0u8; 8];
             self.read_exact(&mut b[8 - n..])?;
@@ -122,7 +122,7 @@ impl<R: Read> Decoder<R> {
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), GobError> {
         self.reader.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                GobError::Truncated
+                GobError::UnexpectedEof
             } else {
                 GobError::Io(e)
             }

@@ -65,7 +65,7 @@ impl GoType {
 }
 
 /// Writes gob messages for one stream direction, remembering which types it has defined.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Encoder {
     next_id: TypeId,
     ids: HashMap<GoType, TypeId>,

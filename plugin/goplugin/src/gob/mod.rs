@@ -59,4 +59,8 @@ pub enum GobError {
     Io(#[from] std::io::Error),
     #[error("gob: end of stream")]
     Eof,
+    #[error("gob: stream ended inside a message")]
+    UnexpectedEof,
+    #[error("gob: malformed message length")]
+    BadLength,
 }
