@@ -213,3 +213,76 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A page server for sandboxes to load: `/` answers a small page titled "sandcanary fixture".
+pub async fn fixture_server() -> SocketAddr {
+    use hyper::service::service_fn;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let (status, body) = if req.uri().path() == "/" {
+                        (200, "<!doctype html><html><head><title>sandcanary fixture</title></head><body>Hostname: fixture</body></html>")
+                    } else {
+                        (404, "not found")
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "text/html")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// The result line of test/playwright/client.js or mcp-client.js.
+#[derive(Debug)]
+pub struct NodeResult {
+    pub code: i32,
+    pub result: Option<serde_json::Value>,
+    pub stderr: String,
+}
+
+/// Runs one of the official-client scripts in test/playwright from a chosen source address.
+pub async fn run_node(script: &str, source: &str, env: &[(&str, String)]) -> NodeResult {
+    let dir = repo_root().join("test/playwright");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("-r")
+        .arg("./bind-source.js")
+        .arg(script)
+        .env("SOURCE_IP", source)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("node client finished in time")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|j| serde_json::from_str(j).expect("RESULT is JSON"));
+    NodeResult {
+        code: out.status.code().unwrap_or(-1),
+        result,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
