@@ -304,6 +304,7 @@ impl<A: IssueApi> Reporter<A> {
         fp: &Fingerprint,
         draft: &IssueDraft,
     ) -> Result<ReportOutcome, ReportError> {
+        let mut draft = draft.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -325,7 +326,7 @@ impl<A: IssueApi> Reporter<A> {
                     recovered: true,
                 });
             }
-            match self.shared.gate.run(api.create_issue(draft)).await? {
+            match self.shared.gate.run(api.create_issue(&draft)).await? {
                 Ok(issue) => {
                     if !issue.labels.contains(&fp.label()) {
                         warn!(
@@ -344,6 +345,19 @@ impl<A: IssueApi> Reporter<A> {
                         url: issue.html_url,
                         recovered: false,
                     });
+                }
+                // GitHub refuses the whole issue when an assignee cannot be assigned; the report
+                // matters more than the hand-off, so file it unassigned (nothing was created).
+                Err(ApiError::Rejected {
+                    status: 422,
+                    message,
+                }) if !draft.assignees.is_empty() => {
+                    warn!(
+                        assignees = ?draft.assignees,
+                        %message,
+                        "GitHub refused the assignees; filing the issue unassigned"
+                    );
+                    draft.assignees.clear();
                 }
                 Err(e) => self.pause_before_retry("create issue", attempt, e).await?,
             }

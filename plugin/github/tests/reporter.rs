@@ -806,3 +806,28 @@ async fn concurrent_reporters_of_one_api_share_the_lock_and_the_spacing() {
     assert_eq!(posts.len(), 2);
     assert!(posts[1].at - posts[0].at >= Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn an_unassignable_assignee_does_not_block_the_report() {
+    let s = setup().await;
+    s.fake.only_assignable(&["someone-else"]);
+    let reporter = Reporter::from_config(s.config.clone()).unwrap();
+    let outcome = reporter.report(&verdict("run-1")).await.unwrap();
+    assert!(matches!(
+        outcome,
+        ReportOutcome::Created {
+            number: 1,
+            recovered: false,
+            ..
+        }
+    ));
+    let posts = s.fake.requests_to(Method::POST, "/issues");
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[0].body.as_ref().unwrap()["assignees"],
+        serde_json::json!(["perf-bot"])
+    );
+    assert!(posts[1].body.as_ref().unwrap().get("assignees").is_none());
+    assert_eq!(s.fake.issues().len(), 1);
+    assert_eq!(s.fake.issues()[0]["assignees"], serde_json::json!([]));
+}

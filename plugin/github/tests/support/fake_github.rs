@@ -87,6 +87,8 @@ struct Inner {
     faults: HashMap<Route, VecDeque<Fault>>,
     /// Drop labels on create, as GitHub does for callers without triage access.
     drop_labels: bool,
+    /// Logins that may be assigned; `None` accepts any.
+    assignable: Option<Vec<String>>,
     next_id: u64,
 }
 
@@ -106,6 +108,7 @@ impl FakeGithub {
             requests: Vec::new(),
             faults: HashMap::new(),
             drop_labels: false,
+            assignable: None,
             next_id: 1000,
         }));
         let app = Router::new()
@@ -150,6 +153,11 @@ impl FakeGithub {
         issue["state"] = json!("closed");
         issue["state_reason"] = json!("completed");
         issue["closed_at"] = json!(chrono_like_now());
+    }
+
+    pub fn only_assignable(&self, logins: &[&str]) {
+        self.inner.lock().unwrap().assignable =
+            Some(logins.iter().map(|s| s.to_string()).collect());
     }
 
     pub fn drop_labels(&self) {
@@ -484,6 +492,22 @@ async fn create_issue(
             strings(&payload["labels"])
         };
         let assignees = strings(&payload["assignees"]);
+        let refused = inner
+            .assignable
+            .as_ref()
+            .and_then(|allowed| assignees.iter().find(|a| !allowed.contains(a)));
+        if let Some(bad) = refused {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({
+                    "message": "Validation Failed",
+                    "errors": [{"value": bad, "resource": "Issue", "field": "assignees", "code": "invalid"}],
+                    "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue",
+                    "status": "422",
+                })),
+            )
+                .into_response();
+        }
         let body_text = payload["body"].as_str().unwrap_or("").to_string();
         let issue = new_issue(&mut inner, title, &body_text, &labels, &assignees);
         inner.issues.push(issue.clone());
