@@ -1,0 +1,138 @@
+//! The real binary: configuration errors stop it before it listens, and SIGTERM stops it cleanly
+//! with no sandbox process left behind.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sandcanary-proxy");
+
+fn run_with(env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn invalid_configuration_exits_1_naming_the_variable() {
+    let server = support::sandbox_server();
+    let base = [
+        ("IDENTITY_STATIC", "127.0.0.2=a"),
+        ("LOCAL_SANDBOX_SERVER", server.as_str()),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+    ];
+    for (var, value, needle) in [
+        ("IDLE_CHECK_INTERVAL", "0s", "IDLE_CHECK_INTERVAL: must be greater than zero"),
+        ("IDLE_TTL", "-1m", "IDLE_TTL: negative duration"),
+        ("SANDBOX_PORT", "99999", "SANDBOX_PORT: 99999 out of range 1..65535"),
+        ("BACKEND", "nope", "BACKEND: unknown BACKEND \"nope\""),
+        ("ENSURE_TIMEOUT", "forever", "ENSURE_TIMEOUT:"),
+    ] {
+        let mut env = base.to_vec();
+        env.push((var, value));
+        let out = run_with(&env);
+        assert_eq!(out.status.code(), Some(1), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{var}={value}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // Flags work like the variables and win over them.
+    let out = Command::new(BIN)
+        .env("IDENTITY_STATIC", "127.0.0.2=a")
+        .env("LOCAL_SANDBOX_SERVER", &server)
+        .args(["--idle-ttl", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IDLE_TTL: must be greater than zero"));
+}
+
+#[test]
+fn a_port_in_use_is_reported_with_its_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let server = support::sandbox_server();
+    let out = run_with(&[
+        ("IDENTITY_STATIC", "127.0.0.2=a"),
+        ("LOCAL_SANDBOX_SERVER", &server),
+        ("LOCAL_WARM_POOL", "0"),
+        ("LISTEN_ADDR", &addr),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("LOG_FORMAT", "text"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_ADDR: cannot listen on"));
+}
+
+fn descendants(pid: u32) -> Vec<i32> {
+    sandcanary_proxy::backend::local::process_tree(pid as i32)
+        .into_iter()
+        .skip(1)
+        .collect()
+}
+
+#[test]
+fn sigterm_stops_the_proxy_and_every_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env("IDENTITY_STATIC", "127.0.0.2=a")
+        .env("LOCAL_SANDBOX_SERVER", support::sandbox_server())
+        .env("LOCAL_WARM_POOL", "2")
+        .env("LOCAL_TMP_DIR", tmp.path())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Logs are JSON lines; wait for "listening", then for the pool to fill (two sandbox trees).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut listening = false;
+    while Instant::now() < deadline && !listening {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            listening = v["message"] == "listening";
+        }
+    }
+    assert!(listening, "proxy did not start");
+    while Instant::now() < deadline {
+        if descendants(child.id()).len() >= 6 && std::fs::read_dir(tmp.path()).unwrap().count() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let before = descendants(child.id());
+    assert!(before.len() >= 6, "two sandboxes should be running: {before:?}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<i32> = before
+        .iter()
+        .copied()
+        .filter(|p| {
+            // A zombie waiting for init to reap it is gone for our purposes.
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim().to_string()))
+                .is_some_and(|r| !r.starts_with('Z'))
+        })
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(dirs.is_empty(), "sandbox directories left behind: {dirs:?}");
+}
