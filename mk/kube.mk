@@ -11,6 +11,7 @@ setup-kube:
 	$(KUBE_DIR)/build.sh all >/dev/null
 
 # Starts the API server, installs deploy/crds and Argo's CRDs, round-trips objects, dry-runs, stops;
-# then runs the real Argo Rollouts controller against it (AnalysisRuns to Successful and Failed).
-test-kube-infra: setup-kube
-	cd $(KUBE_DIR) && go test -count=1 -timeout 20m ./kubeenv/... ./infra/... ./rollouts/...
+# then runs the real Argo Rollouts controller against it (AnalysisRuns to Successful and Failed), and
+# cmd/sandbox-sim (the sandbox controllers' stand-in, starting real Chromium sandboxes; needs setup-node).
+test-kube-infra: setup-kube setup-node
+	cd $(KUBE_DIR) && go test -count=1 -timeout 20m ./...
