@@ -394,7 +394,7 @@ async fn a_retry_after_beyond_the_limit_gives_up_without_waiting() {
         matches!(err, ReportError::WaitTooLong { wait, .. } if wait == Duration::from_secs(3600)),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(30));
     assert!(s.fake.issues().is_empty());
 }
 

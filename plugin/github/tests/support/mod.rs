@@ -63,9 +63,9 @@ pub fn config(api_url: &str, token_file: &std::path::Path) -> GithubConfig {
     c.labels = vec!["performance".into(), "canary".into()];
     c.assignees = vec!["perf-bot".into()];
     c.auth.token_file = Some(token_file.to_path_buf());
-    c.limits.request_timeout_ms = 3_000;
+    c.limits.request_timeout_ms = 5_000;
     c.limits.retry_backoff_ms = 200;
     c.limits.rate_limit_fallback_ms = 500;
-    c.limits.max_wait_ms = 5_000;
+    c.limits.max_wait_ms = 10_000;
     c
 }
