@@ -125,3 +125,42 @@ fn bad_arguments_are_clear_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("session API token"));
 }
+
+#[test]
+fn clients_command_runs_both_clients_against_one_sandbox() {
+    common::sandbox_command();
+    assert!(
+        common::repo_root()
+            .join("test/playwright/node_modules/playwright-core")
+            .exists(),
+        "run `make setup-node` first: test/playwright/node_modules is missing"
+    );
+    let out = bench()
+        .args([
+            "clients",
+            "--samples",
+            "2",
+            "--format",
+            "json",
+            "--pause-ms",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let samples = report["samples"].as_array().unwrap();
+    for client in ["rust-client", "node-client"] {
+        let mine: Vec<&Value> = samples.iter().filter(|s| s["target"] == client).collect();
+        assert_eq!(mine.len(), 2, "{client}");
+        assert!(
+            mine.iter().all(|s| s["ok"] == true && s["status"] == 200),
+            "{client}: {mine:?}"
+        );
+    }
+}

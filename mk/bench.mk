@@ -1,0 +1,36 @@
+# bench: the Playwright cold/warm/restore bench (crate plugin/bench, bin sandcanary-bench).
+#
+# Its tests run in `test-rust` (cargo test --workspace); they need Chromium (setup-system) and the
+# node_modules of deploy/sandbox and test/playwright (setup-node), which `make setup` installs.
+# `make bench` runs bench-bench: every table lands in $(BENCH_RESULTS) and on stdout.
+
+BENCH_RESULTS ?= $(HOME)/.cache/sandcanary/bench-results
+BENCH_SAMPLES ?= 20
+BENCH_BIN = $(CARGO_TARGET_DIR)/release/sandcanary-bench
+
+.PHONY: bench-bench bench-build
+bench-build:
+	$(CARGO) build --release -p sandcanary-bench -p sandcanary-proxy
+
+bench-bench: bench-build
+	@mkdir -p $(BENCH_RESULTS)
+	@echo "== our Playwright client vs the official Node client (ratio = rust / node)"
+	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) clients --samples $(BENCH_SAMPLES) --format markdown \
+	  --json-out $(BENCH_RESULTS)/clients.json | tee $(BENCH_RESULTS)/clients.md
+	@echo "== CDP client against a bare Chromium"
+	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) cdp --samples $(BENCH_SAMPLES) --format markdown \
+	  --json-out $(BENCH_RESULTS)/cdp.json | tee $(BENCH_RESULTS)/cdp.md
+	@echo "== local sandboxes, direct (no proxy)"
+	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) run --local --scenarios cold,warm,restore,mcp \
+	  --samples $(BENCH_SAMPLES) --format markdown --json-out $(BENCH_RESULTS)/local.json \
+	  --html-out $(BENCH_RESULTS)/local.html | tee $(BENCH_RESULTS)/local.md
+	@echo "== through the proxy, local backend, no warm pool"
+	plugin/bench/scripts/through-proxy.sh --warm-pool 0 -- --scenarios cold,warm,restore,mcp \
+	  --samples $(BENCH_SAMPLES) --format markdown --json-out $(BENCH_RESULTS)/proxy-pool0.json \
+	  | tee $(BENCH_RESULTS)/proxy-pool0.md
+	@echo "== through the proxy, local backend, warm pool of 1 (1 s between samples so it refills)"
+	plugin/bench/scripts/through-proxy.sh --warm-pool 1 -- --scenarios cold,warm,restore \
+	  --samples $(BENCH_SAMPLES) --pause-ms 1000 --format markdown \
+	  --json-out $(BENCH_RESULTS)/proxy-pool1.json | tee $(BENCH_RESULTS)/proxy-pool1.md
+
+BENCH_TARGETS += bench-bench
