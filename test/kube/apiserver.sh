@@ -5,6 +5,8 @@
 #   apiserver.sh env DIR          print the env of a running instance again
 #   apiserver.sh stop DIR         stop every process started in DIR and remove DIR
 #   apiserver.sh run -- CMD...    start, run CMD with the env exported, always stop; exits with CMD's status
+#   apiserver.sh stop-apiserver DIR    stop only kube-apiserver (etcd keeps the data): an API outage
+#   apiserver.sh start-apiserver DIR   start it again on the same port, certificates and data
 #
 # The env printed (shell syntax, safe to eval) is:
 #   KUBECONFIG                 kubeconfig for a cluster-admin user (token auth, group system:masters)
@@ -94,6 +96,31 @@ wait_ready() { # dir server token_file
   done
 }
 
+# Starts kube-apiserver (in the background) against etcd, with the state in dir.
+launch_apiserver() { # dir bin etcd_client_port api_port
+  local d="$1" bin="$2" etcd_client="$3" api_port="$4"
+  # RBAC as in a real cluster; the test user gets cluster-admin through system:masters. ServiceAccount
+  # admission is off because no kube-controller-manager creates `default` service accounts here.
+  "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_client" --etcd-prefix /registry \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$d/pki/apiserver.crt" --tls-private-key-file "$d/pki/apiserver.key" \
+    --client-ca-file "$d/pki/ca.crt" \
+    --token-auth-file "$d/pki/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$d/pki/sa.pub" --service-account-signing-key-file "$d/pki/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --disable-admission-plugins ServiceAccount \
+    --allow-privileged=true \
+    --cert-dir "$d/pki" \
+    --endpoint-reconciler-type none \
+    --profiling=false \
+    >"$d/logs/kube-apiserver.log" 2>&1 </dev/null &
+  echo $! >"$d/pids/kube-apiserver.pid"
+}
+
 start_once() { # dir bin
   local d="$1" bin="$2"
   local etcd_bin="${ETCD:-$bin/etcd}"
@@ -120,27 +147,8 @@ start_once() { # dir bin
     sleep 0.2
   done
 
-  # RBAC as in a real cluster; the test user gets cluster-admin through system:masters. ServiceAccount
-  # admission is off because no kube-controller-manager creates `default` service accounts here.
-  "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_client" --etcd-prefix /registry \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --tls-cert-file "$d/pki/apiserver.crt" --tls-private-key-file "$d/pki/apiserver.key" \
-    --client-ca-file "$d/pki/ca.crt" \
-    --token-auth-file "$d/pki/tokens.csv" \
-    --authorization-mode RBAC \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$d/pki/sa.pub" --service-account-signing-key-file "$d/pki/sa.key" \
-    --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.0.0.0/24 \
-    --disable-admission-plugins ServiceAccount \
-    --allow-privileged=true \
-    --cert-dir "$d/pki" \
-    --endpoint-reconciler-type none \
-    --profiling=false \
-    >"$d/logs/kube-apiserver.log" 2>&1 </dev/null &
-  echo $! >"$d/pids/kube-apiserver.pid"
-
+  printf 'ETCD_CLIENT_PORT=%s\nAPI_PORT=%s\nBIN=%q\n' "$etcd_client" "$api_port" "$bin" >"$d/ports"
+  launch_apiserver "$d" "$bin" "$etcd_client" "$api_port"
   wait_ready "$d" "$server" "$d/pki/token"
 
   cat >"$d/kubeconfig" <<KCFG
@@ -208,11 +216,38 @@ start() { # [dir]
   die "could not start the API server"
 }
 
+# Stops only kube-apiserver (etcd and the state stay), for outage tests.
+stop_apiserver() { # dir
+  local d="$1"
+  [ -f "$d/ports" ] || die "$d is not a running instance"
+  stop_pidfile "$d/pids/kube-apiserver.pid"
+  log "kube-apiserver stopped (etcd still running)"
+}
+
+# Starts kube-apiserver again on the same port with the same certificates, tokens and data.
+start_apiserver() { # dir
+  local d="$1" ETCD_CLIENT_PORT API_PORT BIN
+  [ -f "$d/ports" ] || die "$d is not a running instance"
+  # shellcheck disable=SC1091
+  source "$d/ports"
+  if [ -f "$d/pids/kube-apiserver.pid" ] && kill -0 "$(cat "$d/pids/kube-apiserver.pid")" 2>/dev/null; then
+    die "kube-apiserver is already running"
+  fi
+  local log_n=1
+  while [ -e "$d/logs/kube-apiserver.$log_n.log" ]; do log_n=$((log_n + 1)); done
+  mv "$d/logs/kube-apiserver.log" "$d/logs/kube-apiserver.$log_n.log" 2>/dev/null || true
+  launch_apiserver "$d" "$BIN" "$ETCD_CLIENT_PORT" "$API_PORT"
+  wait_ready "$d" "https://127.0.0.1:$API_PORT" "$d/pki/token"
+  log "kube-apiserver ready again at https://127.0.0.1:$API_PORT"
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   start) start "${1:-}" ;;
   env) [ -n "${1:-}" ] || die "usage: apiserver.sh env DIR"; print_env "$1" ;;
   stop) [ -n "${1:-}" ] || die "usage: apiserver.sh stop DIR"; stop "$1" ;;
+  stop-apiserver) [ -n "${1:-}" ] || die "usage: apiserver.sh stop-apiserver DIR"; stop_apiserver "$1" ;;
+  start-apiserver) [ -n "${1:-}" ] || die "usage: apiserver.sh start-apiserver DIR"; start_apiserver "$1" ;;
   run)
     [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || die "usage: apiserver.sh run -- CMD..."
@@ -225,5 +260,5 @@ case "$cmd" in
     set +e; "$@"; status=$?; set -e
     exit "$status"
     ;;
-  *) die "usage: apiserver.sh start [DIR] | env DIR | stop DIR | run -- CMD..." ;;
+  *) die "usage: apiserver.sh start [DIR] | env DIR | stop DIR | run -- CMD... | stop-apiserver DIR | start-apiserver DIR" ;;
 esac

@@ -104,8 +104,17 @@ func parseEnv(r io.Reader) (*Env, error) {
 }
 
 // Stop ends every process of the instance (including ones registered under Dir/pids) and removes Dir.
-func (e *Env) Stop() error {
-	cmd := exec.Command(filepath.Join(ModuleDir(), "apiserver.sh"), "stop", e.Dir)
+func (e *Env) Stop() error { return e.script("stop") }
+
+// StopAPIServer stops only kube-apiserver (etcd and all data stay): an API outage as clients see it.
+func (e *Env) StopAPIServer() error { return e.script("stop-apiserver") }
+
+// StartAPIServer starts kube-apiserver again on the same address with the same credentials and data, and
+// returns once /readyz answers.
+func (e *Env) StartAPIServer() error { return e.script("start-apiserver") }
+
+func (e *Env) script(command string) error {
+	cmd := exec.Command(filepath.Join(ModuleDir(), "apiserver.sh"), command, e.Dir)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
