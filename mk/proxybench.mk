@@ -1,0 +1,31 @@
+# proxybench: the sandcanary-proxy benchmarks (docs/benchmarks/proxy.md). `make bench` installs nginx-light
+# and wrk (scripts/setup-system.sh --bench) before it runs BENCH_TARGETS.
+#   bench-proxy             all five, in order (about 6-8 minutes on 2 cores)
+#   bench-proxy-ws-rtt      1. WebSocket round trip, proxied vs direct
+#   bench-proxy-playwright  2+3. warm Playwright session proxied vs direct; cold (warm pool) vs warm
+#   bench-proxy-http        4. HTTP rps and p99: proxy vs nginx vs direct (wrk)
+#   bench-proxy-ws-memory   5. RSS per idle WebSocket with 10,000 open (proxy and nginx)
+PROXYBENCH_CARGO := nice $(CARGO) bench -p sandcanary-proxy
+PROXYBENCH_PROXY_BIN := $(CARGO_TARGET_DIR)/release/sandcanary-proxy
+
+.PHONY: bench-proxy bench-proxy-build bench-proxy-ws-rtt bench-proxy-playwright bench-proxy-http bench-proxy-ws-memory
+BENCH_TARGETS += bench-proxy
+
+bench-proxy: bench-proxy-ws-rtt bench-proxy-playwright bench-proxy-http bench-proxy-ws-memory
+
+# Builds the release proxy and the three Rust bench binaries once.
+bench-proxy-build:
+	$(PROXYBENCH_CARGO) --bench ws_rtt --bench http_load --bench ws_memory --no-run
+	nice $(CARGO) build --release -p sandcanary-proxy
+
+bench-proxy-ws-rtt: bench-proxy-build
+	$(PROXYBENCH_CARGO) --bench ws_rtt
+
+bench-proxy-playwright: bench-proxy-build
+	node bench/proxy/playwright-session.js --proxy $(PROXYBENCH_PROXY_BIN)
+
+bench-proxy-http: bench-proxy-build
+	$(PROXYBENCH_CARGO) --bench http_load
+
+bench-proxy-ws-memory: bench-proxy-build
+	$(PROXYBENCH_CARGO) --bench ws_memory

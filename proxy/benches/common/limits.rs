@@ -1,0 +1,36 @@
+//! Process limits: ten thousand connections through the proxy need more descriptors than the usual
+//! default, in this process, the proxy and its upstream (children inherit the limit).
+
+use anyhow::{Result, bail};
+
+/// Raises RLIMIT_NOFILE to at least `want` (soft and hard). Raising the hard limit needs
+/// CAP_SYS_RESOURCE; without it the error says what to do.
+pub fn raise_nofile(want: u64) -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a properly sized rlimit struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur >= want {
+            return Ok(lim.rlim_cur);
+        }
+        let new = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+            bail!(
+                "cannot raise the open-file limit from {} (hard {}) to {want}: {} \
+                 (run as root or raise `ulimit -Hn` first)",
+                lim.rlim_cur,
+                lim.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(want)
+}
