@@ -130,6 +130,20 @@ impl RestApi {
         }
         parse(&body)
     }
+
+    async fn patch_json<T: DeserializeOwned>(
+        &self,
+        path: String,
+        payload: &serde_json::Value,
+    ) -> Result<T, ApiError> {
+        let (status, headers, body) = self
+            .exchange(self.client._patch(path, Some(payload)))
+            .await?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        parse(&body)
+    }
 }
 
 type RawResponse = http::Response<BoxBody<Bytes, octocrab::Error>>;
@@ -171,16 +185,10 @@ impl IssueApi for RestApi {
 
     async fn reopen_issue(&self, issue: u64) -> Result<IssueRef, ApiError> {
         let payload = serde_json::json!({ "state": "open" });
-        let (status, headers, body) = self
-            .exchange(
-                self.client
-                    ._patch(format!("{}/issues/{issue}", self.repo_path), Some(&payload)),
-            )
+        let issue: WireIssue = self
+            .patch_json(format!("{}/issues/{issue}", self.repo_path), &payload)
             .await?;
-        if !status.is_success() {
-            return Err(classify(status, &headers, &body));
-        }
-        parse::<WireIssue>(&body).map(WireIssue::into_ref)
+        Ok(issue.into_ref())
     }
 
     async fn comments(&self, issue: u64, page: u64) -> Result<Vec<CommentRef>, ApiError> {
