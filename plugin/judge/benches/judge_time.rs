@@ -111,7 +111,10 @@ fn main() {
     let x = sample(7, M, 1.0);
     let y = sample(8, M, 1.05);
     let naive = time(5, || {
-        let mut d: Vec<f64> = y.iter().flat_map(|b| x.iter().map(move |a| b - a)).collect();
+        let mut d: Vec<f64> = y
+            .iter()
+            .flat_map(|b| x.iter().map(move |a| b - a))
+            .collect();
         d.sort_by(f64::total_cmp);
         let k = d.len() / 2;
         (d[k - 1] + d[k]) / 2.0

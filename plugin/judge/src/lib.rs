@@ -9,6 +9,7 @@
 //!
 //! The input model ([`model`]) is plain serde data so the bench's output can be mapped onto it.
 
+pub mod config;
 pub mod judge;
 pub mod llm;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod stats;
 pub mod threshold;
 pub mod verdict;
 
+pub use config::{ConfigError, JudgeConfig};
 pub use judge::Judge;
 pub use model::{Comparison, FailedSample, InputError, MetricKey, ScenarioSamples, TargetSamples};
 pub use verdict::{Classification, MetricResult, Phase, Verdict};

@@ -131,12 +131,7 @@ impl Default for StatisticalConfig {
     }
 }
 
-/// Why a configuration cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{field}: {why}")]
-    Invalid { field: String, why: String },
-}
+pub use crate::config::ConfigError;
 
 fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
 use crate::judge::Judge;
 use crate::model::{Comparison, MetricKey};
 use crate::rules::matches;
-use crate::statistical::ConfigError;
 use crate::stats::describe::Describe;
 use crate::verdict::{Classification, MetricResult, Phase, Verdict, round2};
 

@@ -444,3 +444,12 @@ proptest! {
         prop_assert_eq!(u1 + u2, (a.len() * b.len()) as f64);
     }
 }
+
+#[tokio::test]
+async fn swapping_a_regression_gives_low_with_direction_either() {
+    let input = one_metric(samples(1, 40, 50.0, 5.0), samples(2, 40, 80.0, 5.0));
+    let v = either().judge(&input).await;
+    let w = either().judge(&input.swapped()).await;
+    assert_eq!(class_of(&v, "warm.total_ms"), Classification::High);
+    assert_eq!(class_of(&w, "warm.total_ms"), Classification::Low);
+}

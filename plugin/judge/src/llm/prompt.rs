@@ -109,23 +109,28 @@ fn redact_line(line: &str) -> String {
         "password=",
         "secret=",
     ];
-    let lower = line.to_ascii_lowercase();
-    let mut cut: Option<usize> = None;
-    for m in MARKERS {
-        if let Some(i) = lower.find(m) {
-            let end = i + m.len();
-            cut = Some(cut.map_or(end, |c: usize| c.min(end)));
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        // the earliest marker in what is left of the line
+        let Some(end) = MARKERS
+            .iter()
+            .filter_map(|m| lower.find(m).map(|i| i + m.len()))
+            .min()
+        else {
+            out.push_str(rest);
+            return out;
+        };
+        // ASCII lowering keeps byte offsets, and markers are ASCII, so `end` is a boundary
+        out.push_str(&rest[..end]);
+        let value = rest[end..].trim_start();
+        out.push_str(&rest[end..end + (rest.len() - end - value.len())]);
+        let skip = value.find(char::is_whitespace).unwrap_or(value.len());
+        if skip > 0 {
+            out.push_str("[REDACTED]");
         }
-    }
-    match cut {
-        // everything up to the next whitespace after the marker is the secret
-        Some(end) if line.is_char_boundary(end) => {
-            let rest = &line[end..];
-            let rest = rest.trim_start();
-            let skip = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            format!("{}[REDACTED]{}", &line[..end], &rest[skip..])
-        }
-        _ => line.to_string(),
+        rest = &value[skip..];
     }
 }
 
@@ -360,14 +365,18 @@ mod tests {
     #[test]
     fn redacts_known_secrets_and_bearer_tokens() {
         let r = redact(
-            "auth: Bearer eyJhbGciOi.x.y done\nkey sk-live-12345 used\ntoken=abc def",
+            "auth: Bearer eyJhbGciOi.x.y done\nkey sk-live-12345 used\ntoken=abc def password=hunter2 end",
             &["sk-live-12345"],
         );
         assert!(!r.contains("eyJhbGciOi"));
         assert!(!r.contains("sk-live-12345"));
         assert!(!r.contains("abc def"));
         assert!(r.contains("Bearer [REDACTED] done"));
-        assert!(r.contains("token=[REDACTED] def"));
+        assert!(
+            r.contains("token=[REDACTED] def password=[REDACTED] end"),
+            "{r}"
+        );
+        assert!(!r.contains("hunter2"));
     }
 
     #[test]
