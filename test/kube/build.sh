@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl, etcd and the Argo Rollouts controller from the Go modules pinned in go.mod,
+# Builds kube-apiserver, kubectl, etcd, the Argo Rollouts controller and its sample metric plugin from the Go modules pinned in go.mod,
 # into a cache directory keyed by go.mod, go.sum and the Go toolchain, so fresh clones reuse earlier builds.
 # Prints the directory holding the binaries on stdout (everything else goes to stderr).
 #
@@ -46,6 +46,8 @@ case "$what" in
     ;;&
   all|rollouts)
     build_one rollouts-controller github.com/argoproj/argo-rollouts/cmd/rollouts-controller "$rollouts_ldflags"
+    # Argo's own sample metric plugin: proves the plugin path (file:// location, go-plugin exec) works here.
+    build_one metrics-plugin-sample github.com/argoproj/argo-rollouts/test/cmd/metrics-plugin-sample "-s -w"
     ;;
   all|apiserver) ;;
   *) echo "build.sh: unknown target '$what' (all|apiserver|rollouts)" >&2; exit 2 ;;

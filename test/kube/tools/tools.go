@@ -6,6 +6,7 @@ package tools
 
 import (
 	_ "github.com/argoproj/argo-rollouts/cmd/rollouts-controller"
+	_ "github.com/argoproj/argo-rollouts/test/cmd/metrics-plugin-sample"
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kubectl"
