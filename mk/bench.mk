@@ -17,8 +17,8 @@ bench-bench: bench-build
 	@echo "== our Playwright client vs the official Node client (ratio = rust / node)"
 	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) clients --samples $(BENCH_SAMPLES) --format markdown \
 	  --json-out $(BENCH_RESULTS)/clients.json | tee $(BENCH_RESULTS)/clients.md
-	@echo "== CDP client against a bare Chromium"
-	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) cdp --samples $(BENCH_SAMPLES) --format markdown \
+	@echo "== our CDP client vs a bare Node CDP client, same Chromium (ratio = rust / node)"
+	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) cdp --baseline --samples $(BENCH_SAMPLES) --format markdown \
 	  --json-out $(BENCH_RESULTS)/cdp.json | tee $(BENCH_RESULTS)/cdp.md
 	@echo "== local sandboxes, direct (no proxy)"
 	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) run --local --scenarios cold,warm,restore,mcp \

@@ -71,6 +71,10 @@ enum Command {
         /// Chromium to start when no --cdp-url is given.
         #[arg(long, default_value = "/usr/bin/chromium")]
         chromium: PathBuf,
+        /// Interleave a bare Node CDP client (test/fixtures/bench/raw-cdp.js) as the baseline;
+        /// ratios are ours / baseline.
+        #[arg(long)]
+        baseline: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -270,14 +274,14 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
 }
 
 async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<Report> {
-    use sandcanary_bench::official::{OfficialClient, compare_clients};
+    use sandcanary_bench::official::{NodeWorker, compare_with_worker, native_session};
     use sandcanary_bench::sandbox_process::SandboxProcess;
     let root = PathBuf::from(std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into()));
     let script = script.unwrap_or_else(|| root.join("test/fixtures/bench/official-client.js"));
     let fixture = FixtureServer::start()
         .await
         .context("starting the fixture page server")?;
-    let mut official = OfficialClient::start("node", script)
+    let mut official = NodeWorker::start("node", &[], script, "node-client")
         .await
         .map_err(anyhow::Error::msg)?;
     eprintln!("official client: playwright-core {}", official.version);
@@ -286,8 +290,11 @@ async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::
     let sandbox = SandboxProcess::start(&cmd)
         .await
         .map_err(anyhow::Error::msg)?;
-    let samples = compare_clients(
+    let ws_url = sandbox.ws_url().to_string();
+    let page_url = fixture.url().to_string();
+    let samples = compare_with_worker(
         &mut official,
+        |i| native_session(&ws_url, &page_url, i),
         sandbox.ws_url(),
         fixture.url(),
         FIXTURE_TITLE,
@@ -303,6 +310,7 @@ async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::
 async fn bench_cdp(
     cdp_url: Option<&str>,
     chromium: &std::path::Path,
+    baseline: bool,
     common: &CommonArgs,
 ) -> anyhow::Result<Report> {
     use sandcanary_bench::cdp::{CdpClient, ChromiumCommand, ChromiumProcess, measure_session};
@@ -330,9 +338,35 @@ async fn bench_cdp(
         }
     };
     let mut samples = Vec::new();
-    for i in 0..common.samples {
-        samples.push(measure_session(&ws_url, "cdp", i, &page_url, title.as_deref()).await);
-        tokio::time::sleep(Duration::from_millis(common.pause_ms)).await;
+    if baseline {
+        use sandcanary_bench::official::{NodeWorker, compare_with_worker};
+        let root = PathBuf::from(std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into()));
+        let script = root.join("test/fixtures/bench/raw-cdp.js");
+        let mut worker = NodeWorker::start(
+            "node",
+            &["--experimental-websocket", "--no-warnings"],
+            script,
+            "node-raw-cdp",
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let want = title.clone().unwrap_or_default();
+        samples = compare_with_worker(
+            &mut worker,
+            |i| measure_session(&ws_url, "cdp", i, &page_url, title.as_deref()),
+            &ws_url,
+            &page_url,
+            &want,
+            common.samples,
+            Duration::from_millis(common.pause_ms),
+        )
+        .await;
+        worker.stop().await;
+    } else {
+        for i in 0..common.samples {
+            samples.push(measure_session(&ws_url, "cdp", i, &page_url, title.as_deref()).await);
+            tokio::time::sleep(Duration::from_millis(common.pause_ms)).await;
+        }
     }
     if let Some(b) = browser {
         b.stop().await;
@@ -423,10 +457,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Cdp {
             cdp_url,
             chromium,
+            baseline,
             common,
         } => {
-            let report = bench_cdp(cdp_url.as_deref(), chromium, common).await?;
-            emit(&report, common, None)?;
+            let report = bench_cdp(cdp_url.as_deref(), chromium, *baseline, common).await?;
+            let pair = baseline.then_some(("node-raw-cdp", "cdp"));
+            emit(&report, common, pair)?;
             report
         }
     };

@@ -1,6 +1,7 @@
-//! The official Playwright Node client as a measuring baseline: a long-lived node worker
-//! (test/fixtures/bench/official-client.js) runs one session per request, so our client and the
-//! official one can be timed against the same sandbox in the same run, interleaved.
+//! Node baselines for our clients: a long-lived node worker runs one session per request line, so our
+//! client and the baseline are timed against the same browser in the same run, interleaved.
+//! test/fixtures/bench/official-client.js drives the official Playwright client; raw-cdp.js is a bare
+//! CDP session on Node's WebSocket.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -29,7 +30,8 @@ struct Answer {
 }
 
 /// A running worker.
-pub struct OfficialClient {
+pub struct NodeWorker {
+    label: String,
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
@@ -37,10 +39,16 @@ pub struct OfficialClient {
     pub version: String,
 }
 
-impl OfficialClient {
-    /// Starts `node <script>` and waits for its ready line.
-    pub async fn start(node: &str, script: PathBuf) -> Result<Self, String> {
+impl NodeWorker {
+    /// Starts `node <node_args> <script>` and waits for its ready line; samples carry `label`.
+    pub async fn start(
+        node: &str,
+        node_args: &[&str],
+        script: PathBuf,
+        label: &str,
+    ) -> Result<Self, String> {
         let mut child = Command::new(node)
+            .args(node_args)
             .arg(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -54,10 +62,14 @@ impl OfficialClient {
             .await
             .map_err(|_| "official client worker not ready after 60 s".to_string())?
             .map_err(|e| e.to_string())?
-            .ok_or("official client worker exited")?;
+            .ok_or("baseline worker exited before it was ready")?;
         let v: serde_json::Value =
             serde_json::from_str(&ready).map_err(|e| format!("bad ready line {ready:?}: {e}"))?;
+        if v["ready"] != true {
+            return Err(format!("baseline worker not ready: {ready}"));
+        }
         Ok(Self {
+            label: label.to_string(),
             child,
             stdin,
             lines,
@@ -65,7 +77,7 @@ impl OfficialClient {
         })
     }
 
-    /// One session with the official client.
+    /// One session run by the worker.
     pub async fn session(&mut self, ws_url: &str, page_url: &str, index: usize) -> Sample {
         let req = json!({"ws": ws_url, "url": page_url}).to_string() + "\n";
         let answer = async {
@@ -75,13 +87,13 @@ impl OfficialClient {
                 .map_err(|e| e.to_string())?;
             let line = tokio::time::timeout(Duration::from_secs(240), self.lines.next_line())
                 .await
-                .map_err(|_| "official client did not answer in 240 s".to_string())?
+                .map_err(|_| "baseline worker did not answer in 240 s".to_string())?
                 .map_err(|e| e.to_string())?
-                .ok_or("official client worker exited")?;
+                .ok_or("baseline worker exited")?;
             serde_json::from_str::<Answer>(&line).map_err(|e| format!("bad answer {line:?}: {e}"))
         }
         .await;
-        to_sample("node-client", index, answer)
+        to_sample(&self.label, index, answer)
     }
 
     pub async fn stop(mut self) {
@@ -126,7 +138,7 @@ fn to_sample(target: &str, index: usize, answer: Result<Answer, String>) -> Samp
     s
 }
 
-/// One session with our client, timed at the same points as the official worker.
+/// One session with our Playwright client, timed at the same points as the official worker.
 pub async fn native_session(ws_url: &str, page_url: &str, index: usize) -> Sample {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let answer = async {
@@ -165,29 +177,35 @@ pub async fn native_session(ws_url: &str, page_url: &str, index: usize) -> Sampl
     to_sample("rust-client", index, answer)
 }
 
-/// Runs `samples` sessions with each client against one warm sandbox, alternating which client
-/// goes first, after one untimed warm-up session each. Samples whose status or title is wrong fail.
-pub async fn compare_clients(
-    official: &mut OfficialClient,
+/// Runs `samples` sessions with our client (`native`) and the worker against one warm browser,
+/// alternating which goes first, after one untimed warm-up session each. Samples whose status or
+/// title is wrong fail.
+pub async fn compare_with_worker<F, Fut>(
+    worker: &mut NodeWorker,
+    native: F,
     ws_url: &str,
     page_url: &str,
     expect_title: &str,
     samples: usize,
     pause: Duration,
-) -> Vec<Sample> {
-    let _ = native_session(ws_url, page_url, 0).await;
-    let _ = official.session(ws_url, page_url, 0).await;
+) -> Vec<Sample>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Sample>,
+{
+    let _ = native(0).await;
+    let _ = worker.session(ws_url, page_url, 0).await;
     let mut out = Vec::new();
     for i in 0..samples {
         let mut pair = Vec::new();
         if i % 2 == 0 {
-            pair.push(native_session(ws_url, page_url, i).await);
+            pair.push(native(i).await);
             tokio::time::sleep(pause).await;
-            pair.push(official.session(ws_url, page_url, i).await);
+            pair.push(worker.session(ws_url, page_url, i).await);
         } else {
-            pair.push(official.session(ws_url, page_url, i).await);
+            pair.push(worker.session(ws_url, page_url, i).await);
             tokio::time::sleep(pause).await;
-            pair.push(native_session(ws_url, page_url, i).await);
+            pair.push(native(i).await);
         }
         tokio::time::sleep(pause).await;
         for mut s in pair {
