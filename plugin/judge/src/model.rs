@@ -38,6 +38,10 @@ pub struct ScenarioSamples {
     /// Iterations that failed, with why. They count towards the error rate.
     #[serde(default)]
     pub failures: Vec<FailedSample>,
+    /// Iterations that completed. When absent, the longest phase list counts them; set it when
+    /// phase values of failed iterations are also listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<usize>,
 }
 
 /// One failed iteration. The reason is measured data and therefore untrusted text.
@@ -98,10 +102,11 @@ pub enum InputError {
 }
 
 impl ScenarioSamples {
-    /// Iterations that completed: the longest phase list (a completed iteration records every
-    /// phase, so the longest list counts them even when a phase is missing in some records).
+    /// Iterations that completed: `completed` when given, else the longest phase list (a
+    /// completed iteration records every phase, so the longest list counts them).
     pub fn completed(&self) -> usize {
-        self.phases.values().map(Vec::len).max().unwrap_or(0)
+        self.completed
+            .unwrap_or_else(|| self.phases.values().map(Vec::len).max().unwrap_or(0))
     }
 
     /// Failed iterations.
@@ -260,6 +265,8 @@ mod tests {
             reason: "boom".into(),
         });
         assert_eq!(s.error_rate(), Some(0.25));
+        s.completed = Some(1);
+        assert_eq!(s.error_rate(), Some(0.5));
         assert_eq!(ScenarioSamples::default().error_rate(), None);
     }
 

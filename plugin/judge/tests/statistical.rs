@@ -453,3 +453,30 @@ async fn swapping_a_regression_gives_low_with_direction_either() {
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::High);
     assert_eq!(class_of(&w, "warm.total_ms"), Classification::Low);
 }
+
+#[tokio::test]
+async fn cles_effect_size_is_supported() {
+    let config: StatisticalConfig =
+        serde_json::from_str(r#"{"effectSize":"cles","defaults":{"allowedIncrease":0.7}}"#)
+            .unwrap();
+    let v = judge(config).judge(&bench_like(1.5)).await;
+    let m = v
+        .metrics
+        .iter()
+        .find(|m| m.metric == "warm.total_ms")
+        .unwrap();
+    assert_eq!(m.classification, Classification::High);
+    // CLES = U / (m n): the share of pairs where the canary is slower
+    assert!(
+        m.stats["effect_size"] > 0.9 && m.stats["effect_size"] <= 1.0,
+        "{:?}",
+        m.stats
+    );
+    assert_eq!(m.stats["effect_size"], m.stats["u"] / 3600.0);
+    // a threshold above the observed CLES keeps it a pass
+    let config: StatisticalConfig =
+        serde_json::from_str(r#"{"effectSize":"cles","defaults":{"allowedIncrease":1.01}}"#)
+            .unwrap();
+    let v = judge(config).judge(&bench_like(1.5)).await;
+    assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
+}

@@ -135,6 +135,26 @@ mod tests {
         d
     }
 
+    proptest::proptest! {
+        /// The bisection selects exactly the k-th of all differences, ties and negatives included.
+        #[test]
+        fn kth_difference_is_exact(
+            x in proptest::collection::vec(-50i32..50, 1..12),
+            y in proptest::collection::vec(-50i32..50, 1..12),
+            scale in proptest::sample::select(vec![1.0, 0.1, 1e-3]),
+        ) {
+            let x: Vec<f64> = x.into_iter().map(|v| f64::from(v) * scale).collect();
+            let y: Vec<f64> = y.into_iter().map(|v| f64::from(v) * scale).collect();
+            let (mut xs, mut ys) = (x.clone(), y.clone());
+            xs.sort_by(f64::total_cmp);
+            ys.sort_by(f64::total_cmp);
+            let d = all_differences(&x, &y);
+            for k in 1..=d.len() as u64 {
+                proptest::prop_assert_eq!(kth_difference(&xs, &ys, k), d[k as usize - 1]);
+            }
+        }
+    }
+
     #[test]
     fn key_roundtrip_and_order() {
         for v in [-3.5, -0.0, 0.0, 1e-300, 2.0, 1e300] {
