@@ -3,6 +3,30 @@
 
 use anyhow::{Result, bail};
 
+/// Raises RLIMIT_NOFILE towards `want`: to `want` itself if allowed (raising the hard limit needs
+/// CAP_SYS_RESOURCE), else to the hard limit. Returns the soft limit now in force.
+pub fn raise_nofile_best(want: u64) -> Result<u64> {
+    match raise_nofile(want) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let hard = current()?.rlim_max;
+            raise_nofile(hard).map_err(|_| first)
+        }
+    }
+}
+
+fn current() -> Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes to a properly sized rlimit struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        bail!("getrlimit: {}", std::io::Error::last_os_error());
+    }
+    Ok(lim)
+}
+
 /// Raises RLIMIT_NOFILE to at least `want` (soft and hard). Raising the hard limit needs
 /// CAP_SYS_RESOURCE; without it the error says what to do.
 pub fn raise_nofile(want: u64) -> Result<u64> {
