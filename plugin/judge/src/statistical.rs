@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::judge::Judge;
 use crate::model::{Comparison, MetricKey};
 use crate::rules::matches;
-use crate::stats::describe::Describe;
+use crate::stats::describe::{Describe, percentile_sorted};
 use crate::stats::effect_size::{EffectSizeMeasure, cles, mean_ratio};
 use crate::stats::fisher::p_canary_worse;
 use crate::stats::hodges_lehmann::shift;
@@ -113,6 +113,10 @@ pub struct StatisticalConfig {
     /// First matching override wins, field by field over `defaults`.
     pub metrics: Vec<MetricOverride>,
     pub error_rate: ErrorRateRule,
+    /// Also compare tails: for each metric a `scenario.phase.pNN` metric tests whether more
+    /// canary than stable samples exceed the pooled quantile (Fisher's exact test), which a
+    /// location test misses when only the spread or the tail grows. Off by default.
+    pub tail_quantile: Option<f64>,
 }
 
 impl Default for StatisticalConfig {
@@ -127,6 +131,7 @@ impl Default for StatisticalConfig {
             defaults: MetricRule::default(),
             metrics: Vec::new(),
             error_rate: ErrorRateRule::default(),
+            tail_quantile: None,
         }
     }
 }
@@ -176,6 +181,11 @@ impl StatisticalConfig {
         }
         if self.marginal_score > self.pass_score {
             return Err(invalid("marginalScore", "must not exceed passScore"));
+        }
+        if let Some(q) = self.tail_quantile
+            && !(q >= 0.5 && q < 1.0)
+        {
+            return Err(invalid("tailQuantile", "must be at least 0.5 and below 1"));
         }
         if !(0.0..=1.0).contains(&self.error_rate.tolerance) {
             return Err(invalid("errorRate.tolerance", "must be between 0 and 1"));
@@ -287,6 +297,13 @@ impl StatisticalJudge {
                 critical_failures.push(result.metric.clone());
             }
             results.push(result);
+            if let Some(q) = self.config.tail_quantile {
+                let tail_phase = format!("{}.p{}", key.phase, (q * 100.0).round());
+                let rule = self.config.resolve(&key.scenario, &tail_phase);
+                if !rule.muted {
+                    results.push(self.classify_tail(input, &key, &tail_phase, q, rule));
+                }
+            }
         }
         if self.config.error_rate.enabled {
             for scenario in input.scenario_names() {
@@ -404,6 +421,80 @@ impl StatisticalJudge {
             result.reason.push_str(" (beyond the critical effect size)");
         }
         (result, critical_hit)
+    }
+
+    fn classify_tail(
+        &self,
+        input: &Comparison,
+        key: &MetricKey,
+        tail_phase: &str,
+        q: f64,
+        rule: Resolved,
+    ) -> MetricResult {
+        let stable = input.stable.samples(key);
+        let canary = input.canary.samples(key);
+        let metric = format!("{}.{tail_phase}", key.scenario);
+        let mut result = MetricResult {
+            metric: metric.clone(),
+            classification: Classification::Pass,
+            critical: rule.critical,
+            weight: rule.weight,
+            stable: None,
+            canary: None,
+            stats: BTreeMap::new(),
+            reason: String::new(),
+        };
+        let min = self.config.min_samples;
+        if stable.len() < min || canary.len() < min {
+            result.classification = if rule.must_have_data || rule.critical {
+                Classification::NoDataFail
+            } else {
+                Classification::NoData
+            };
+            result.reason = format!("{metric}: too few samples");
+            return result;
+        }
+        let mut pooled: Vec<f64> = stable.iter().chain(canary).copied().collect();
+        pooled.sort_by(f64::total_cmp);
+        let threshold = percentile_sorted(&pooled, q);
+        let (ns, nc) = (stable.len() as u64, canary.len() as u64);
+        let s_over = stable.iter().filter(|v| **v > threshold).count() as u64;
+        let c_over = canary.iter().filter(|v| **v > threshold).count() as u64;
+        let p_worse = p_canary_worse(s_over, ns, c_over, nc).unwrap_or(1.0);
+        let p_better = p_canary_worse(c_over, nc, s_over, ns).unwrap_or(1.0);
+        let (sq, cq) = (Describe::quantile(stable, q), Describe::quantile(canary, q));
+        let effect = mean_ratio(sq, cq);
+        let alpha = 1.0 - self.config.confidence;
+        let stats = &mut result.stats;
+        stats.insert("threshold".into(), threshold);
+        stats.insert("stable_over".into(), s_over as f64);
+        stats.insert("canary_over".into(), c_over as f64);
+        stats.insert("p_fisher".into(), p_worse.min(p_better));
+        stats.insert("stable_quantile".into(), sq);
+        stats.insert("canary_quantile".into(), cq);
+        if let Some(e) = effect {
+            stats.insert("effect_size".into(), e);
+        }
+        let numbers = format!(
+            "above pooled p{:.0} {threshold:.2} ms: stable {s_over}/{ns}, canary {c_over}/{nc}; quantile {sq:.2} -> {cq:.2} ms",
+            q * 100.0
+        );
+        if p_worse < alpha
+            && rule.direction.allows_increase()
+            && effect.is_none_or(|e| e >= rule.allowed_increase)
+        {
+            result.classification = Classification::High;
+            result.reason = format!("{metric}: canary tail heavier (p={p_worse:.4}): {numbers}");
+        } else if p_better < alpha
+            && rule.direction.allows_decrease()
+            && effect.is_none_or(|e| e <= rule.allowed_decrease)
+        {
+            result.classification = Classification::Low;
+            result.reason = format!("{metric}: canary tail lighter (p={p_better:.4}): {numbers}");
+        } else {
+            result.reason = format!("{metric}: tail unchanged: {numbers}");
+        }
+        result
     }
 
     fn classify_errors(&self, input: &Comparison, scenario: &str, rule: Resolved) -> MetricResult {

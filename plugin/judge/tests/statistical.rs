@@ -480,3 +480,42 @@ async fn cles_effect_size_is_supported() {
     let v = judge(config).judge(&bench_like(1.5)).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
 }
+
+/// Kayenta's known blind spot (spinnaker/kayenta#780): a wider spread with the same centre
+/// passes a location test. The opt-in tail metric catches it.
+#[tokio::test]
+async fn tail_metric_catches_a_wider_spread_with_the_same_median() {
+    let n = 60;
+    let stable: Vec<f64> = (0..n)
+        .map(|i| 45.0 + 10.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    let canary: Vec<f64> = (0..n)
+        .map(|i| 30.0 + 40.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    let input = one_metric(stable, canary);
+    let v = judge(StatisticalConfig::default()).judge(&input).await;
+    assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
+    assert_eq!(v.phase, Phase::Successful);
+    let config: StatisticalConfig = serde_json::from_str(r#"{"tailQuantile":0.9}"#).unwrap();
+    let v = judge(config).judge(&input).await;
+    assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
+    let tail = v
+        .metrics
+        .iter()
+        .find(|m| m.metric == "warm.total_ms.p90")
+        .unwrap();
+    assert_eq!(tail.classification, Classification::High, "{}", tail.reason);
+    assert_eq!(tail.stats["stable_over"], 0.0);
+    assert!(tail.stats["canary_over"] >= 10.0, "{:?}", tail.stats);
+    assert!(v.phase != Phase::Successful);
+    // identical samples: the tail metric passes too
+    let same = one_metric(samples(3, 40, 50.0, 5.0), samples(3, 40, 50.0, 5.0));
+    let config: StatisticalConfig = serde_json::from_str(r#"{"tailQuantile":0.95}"#).unwrap();
+    let v = judge(config).judge(&same).await;
+    assert_eq!(class_of(&v, "warm.total_ms.p95"), Classification::Pass);
+    assert!(
+        serde_json::from_str::<StatisticalConfig>(r#"{"tailQuantile":1.0}"#)
+            .map(|c| StatisticalJudge::new(c).is_err())
+            .unwrap()
+    );
+}

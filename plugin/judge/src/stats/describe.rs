@@ -29,6 +29,13 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
 }
 
 impl Describe {
+    /// Quantile `q` of an unsorted, non-empty sample of finite values.
+    pub fn quantile(sample: &[f64], q: f64) -> f64 {
+        let mut s = sample.to_vec();
+        s.sort_by(f64::total_cmp);
+        percentile_sorted(&s, q)
+    }
+
     /// Describes a sample; an empty one is an error.
     pub fn of(sample: &[f64]) -> Result<Self, StatsError> {
         let s = sorted(sample)?;
