@@ -13,10 +13,11 @@ BENCH_TARGETS += bench-proxy
 
 bench-proxy: bench-proxy-ws-rtt bench-proxy-playwright bench-proxy-http bench-proxy-ws-memory
 
-# Builds the release proxy and the three Rust bench binaries once.
+# Builds the three Rust bench binaries and, with them, the optimized proxy binary they run
+# ($(CARGO_TARGET_DIR)/release/sandcanary-proxy, also what the Playwright bench starts). A separate
+# `cargo build --release` would build it with other dependency features and rebuild every time.
 bench-proxy-build:
 	$(PROXYBENCH_CARGO) --bench ws_rtt --bench http_load --bench ws_memory --no-run
-	nice $(CARGO) build --release -p sandcanary-proxy
 
 bench-proxy-ws-rtt: bench-proxy-build
 	$(PROXYBENCH_CARGO) --bench ws_rtt
