@@ -161,10 +161,13 @@ impl SandboxProcess {
         Ok(())
     }
 
-    /// Whether every process of the tree is in the stopped state.
+    /// Whether every live process of the tree is in the stopped state (zombies count as stopped).
     pub fn is_stopped(&self) -> bool {
         let tree = process_tree(self.pid);
-        !tree.is_empty() && tree.iter().all(|p| proc_state(*p) == Some('T'))
+        !tree.is_empty()
+            && tree
+                .iter()
+                .all(|p| matches!(proc_state(*p), Some('T' | 'Z' | 'X') | None))
     }
 
     /// Whether the node process still runs.

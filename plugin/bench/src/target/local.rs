@@ -94,11 +94,17 @@ impl Target for LocalTarget {
                 }
                 Scenario::Restore => {
                     let fresh = self.ensure(scenario).await?;
-                    let p = self.slots.get_mut(&scenario).expect("ensured");
-                    p.suspend().map_err(TargetError::Process)?;
-                    // SIGSTOP is delivered asynchronously; wait until the kernel shows every process stopped.
+                    let p = self.slots.get_mut(&scenario).ok_or_else(|| {
+                        TargetError::Process("sandbox vanished after start".into())
+                    })?;
+                    // SIGSTOP is delivered asynchronously and a child may appear meanwhile: signal the
+                    // tree again until the kernel shows every process stopped.
                     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-                    while !p.is_stopped() {
+                    loop {
+                        p.suspend().map_err(TargetError::Process)?;
+                        if p.is_stopped() {
+                            break;
+                        }
                         if tokio::time::Instant::now() > deadline {
                             return Err(TargetError::Process(format!(
                                 "sandbox {} did not stop after SIGSTOP",
