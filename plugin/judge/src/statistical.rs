@@ -183,7 +183,7 @@ impl StatisticalConfig {
             return Err(invalid("marginalScore", "must not exceed passScore"));
         }
         if let Some(q) = self.tail_quantile
-            && !(q >= 0.5 && q < 1.0)
+            && !(0.5..1.0).contains(&q)
         {
             return Err(invalid("tailQuantile", "must be at least 0.5 and below 1"));
         }
