@@ -273,3 +273,63 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(data: &str) -> ProxyTarget {
+        ProxyTarget::new(ProxyTargetConfig {
+            name: "p".into(),
+            data_url: data.into(),
+            admin_url: "http://127.0.0.1:9090/".into(),
+            admin_token: "secret-admin".into(),
+            identity_token: "secret-identity".into(),
+            id_header: "X-Sandbox-Id".into(),
+            id_prefix: "run1".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn data_url_in_either_scheme_gives_both_bases() {
+        for data in ["http://127.0.0.1:9000", "ws://127.0.0.1:9000/"] {
+            let t = target(data);
+            assert_eq!(t.ws_base(), "ws://127.0.0.1:9000/");
+            assert_eq!(t.http_base(), "http://127.0.0.1:9000");
+        }
+    }
+
+    #[test]
+    fn cold_ids_are_fresh_per_sample_others_stable() {
+        let t = target("http://127.0.0.1:9000");
+        assert_eq!(t.id_for(Scenario::Cold, 3), "run1-cold-3");
+        assert_ne!(t.id_for(Scenario::Cold, 3), t.id_for(Scenario::Cold, 4));
+        assert_eq!(t.id_for(Scenario::Warm, 3), t.id_for(Scenario::Warm, 9));
+        assert_eq!(t.id_for(Scenario::Restore, 0), "run1-restore");
+    }
+
+    #[test]
+    fn debug_output_hides_tokens() {
+        let t = target("http://127.0.0.1:9000");
+        let shown = format!("{:?}", t.config);
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_admin_api_is_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut t = target("http://127.0.0.1:9000");
+        t.config.admin_url = format!("http://127.0.0.1:{port}");
+        let e = t.prepare(Scenario::Warm, 0).await.unwrap_err().to_string();
+        assert!(e.contains("GET /v1/sessions/run1-warm"), "{e}");
+        assert!(
+            e.to_lowercase().contains("connect"),
+            "the cause is named: {e}"
+        );
+    }
+}
