@@ -1,0 +1,1 @@
+//! Canary analysis job.
