@@ -317,7 +317,7 @@ func TestC13Logs(t *testing.T) {
 }
 
 func TestC14NoMagicCookie(t *testing.T) {
-	cmd := exec.Command(binary(t, "PLUGIN_BIN"))
+	cmd := exec.Command(pluginBinary(t, "PLUGIN_BIN"))
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -342,7 +342,7 @@ func (rawPlugin) Client(_ *goplugin.MuxBroker, c *rpc.Client) (any, error) { ret
 
 func TestC15UnknownMethodAndOddArguments(t *testing.T) {
 	logs, stderr := &syncBuffer{}, &syncBuffer{}
-	c := goplugin.NewClient(clientConfig(binary(t, "PLUGIN_BIN"), map[string]goplugin.Plugin{"RpcMetricProviderPlugin": rawPlugin{}}, logs, stderr))
+	c := goplugin.NewClient(clientConfig(pluginBinary(t, "PLUGIN_BIN"), map[string]goplugin.Plugin{"RpcMetricProviderPlugin": rawPlugin{}}, logs, stderr))
 	t.Cleanup(c.Kill)
 	cp, err := c.Client()
 	if err != nil {

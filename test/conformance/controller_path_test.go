@@ -23,7 +23,7 @@ const pluginName = "sandcanary/sandcanary"
 // TestC17ControllerPath drives the real sandcanary-plugin through argo's own start-up path:
 // ConfigMap -> InitializeConfig -> DownloadPlugins (file://) -> GetMetricPlugin.
 func TestC17ControllerPath(t *testing.T) {
-	bin := binary(t, "SANDCANARY_PLUGIN_BIN")
+	bin := pluginBinary(t, "SANDCANARY_PLUGIN_BIN")
 	t.Setenv("POD_NAMESPACE", "argo-rollouts")
 	t.Chdir(t.TempDir())
 	cm := &corev1.ConfigMap{

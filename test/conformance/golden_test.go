@@ -18,7 +18,7 @@ import (
 // host uses, on one gob stream (so type definitions are sent once and reused).
 func TestGoldenRustReplies(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "replies.gob")
-	if b, err := exec.Command(binary(t, "GOPLUGIN_REPLIES_BIN"), out).CombinedOutput(); err != nil {
+	if b, err := exec.Command(pluginBinary(t, "GOPLUGIN_REPLIES_BIN"), out).CombinedOutput(); err != nil {
 		t.Fatalf("gobreplies: %v\n%s", err, b)
 	}
 	raw, err := os.ReadFile(out)

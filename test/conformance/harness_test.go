@@ -39,7 +39,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func binary(t *testing.T, env string) string {
+func pluginBinary(t *testing.T, env string) string {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
@@ -78,7 +78,7 @@ func clientConfig(bin string, plugins map[string]goplugin.Plugin, logs, stderr i
 func launch(t *testing.T) *launched {
 	t.Helper()
 	l := &launched{logs: &syncBuffer{}, stderr: &syncBuffer{}}
-	l.client = goplugin.NewClient(clientConfig(binary(t, "PLUGIN_BIN"),
+	l.client = goplugin.NewClient(clientConfig(pluginBinary(t, "PLUGIN_BIN"),
 		map[string]goplugin.Plugin{"RpcMetricProviderPlugin": &rpc.RpcMetricProviderPlugin{}}, l.logs, l.stderr))
 	t.Cleanup(l.client.Kill)
 	start := time.Now()
