@@ -19,7 +19,7 @@ use crate::stats::effect_size::{EffectSizeMeasure, cles, mean_ratio};
 use crate::stats::fisher::p_canary_worse;
 use crate::stats::hodges_lehmann::shift;
 use crate::stats::mann_whitney::mann_whitney;
-use crate::verdict::{Classification, MetricResult, Phase, Verdict, round2};
+use crate::verdict::{Classification, MetricResult, Phase, Verdict, fmt_p, round2};
 
 /// Which way a change is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -396,14 +396,14 @@ impl StatisticalJudge {
             && effect.is_none_or(|e| e <= rule.allowed_decrease);
         let effect_text = effect.map_or("n/a".to_string(), |e| format!("{e:.3}"));
         let numbers = format!(
-            "median {:.2} -> {:.2} ms, shift {:.2} ms ({:.0}% CI {:.2}..{:.2}), effect {effect_text}, p={:.4}",
+            "median {:.2} -> {:.2} ms, shift {:.2} ms ({:.0}% CI {:.2}..{:.2}), effect {effect_text}, p={}",
             sd.median,
             cd.median,
             hl.estimate,
             self.config.confidence * 100.0,
             hl.ci_low,
             hl.ci_high,
-            mw.p_two_sided
+            fmt_p(mw.p_two_sided)
         );
         let mut critical_hit = false;
         if high {
@@ -484,13 +484,19 @@ impl StatisticalJudge {
             && effect.is_none_or(|e| e >= rule.allowed_increase)
         {
             result.classification = Classification::High;
-            result.reason = format!("{metric}: canary tail heavier (p={p_worse:.4}): {numbers}");
+            result.reason = format!(
+                "{metric}: canary tail heavier (p={}): {numbers}",
+                fmt_p(p_worse)
+            );
         } else if p_better < alpha
             && rule.direction.allows_decrease()
             && effect.is_none_or(|e| e <= rule.allowed_decrease)
         {
             result.classification = Classification::Low;
-            result.reason = format!("{metric}: canary tail lighter (p={p_better:.4}): {numbers}");
+            result.reason = format!(
+                "{metric}: canary tail lighter (p={}): {numbers}",
+                fmt_p(p_better)
+            );
         } else {
             result.reason = format!("{metric}: tail unchanged: {numbers}");
         }
@@ -530,7 +536,10 @@ impl StatisticalJudge {
         let alpha = 1.0 - self.config.confidence;
         let over_tolerance = cr > sr + self.config.error_rate.tolerance;
         let significant = cr > sr && p < alpha;
-        let numbers = format!("stable {sf}/{st} failed, canary {cf}/{ct} failed, Fisher p={p:.4}");
+        let numbers = format!(
+            "stable {sf}/{st} failed, canary {cf}/{ct} failed, Fisher p={}",
+            fmt_p(p)
+        );
         if over_tolerance || significant {
             result.classification = Classification::High;
             result.reason = format!("{metric}: canary fails more often: {numbers}");

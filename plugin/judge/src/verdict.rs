@@ -135,6 +135,15 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
+/// A p-value for people: four decimals, or scientific notation when smaller than that shows.
+pub fn fmt_p(p: f64) -> String {
+    if p != 0.0 && p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
 /// Rounds to two decimals, as Kayenta reports scores.
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
@@ -195,6 +204,13 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p_values_stay_readable() {
+        assert_eq!(fmt_p(0.12345), "0.1235");
+        assert_eq!(fmt_p(3.2e-9), "3.2e-9");
+        assert_eq!(fmt_p(0.0), "0.0000");
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

@@ -126,7 +126,10 @@ fn redact_line(line: &str) -> String {
         out.push_str(&rest[..end]);
         let value = rest[end..].trim_start();
         out.push_str(&rest[end..end + (rest.len() - end - value.len())]);
-        let skip = value.find(char::is_whitespace).unwrap_or(value.len());
+        // the value ends at whitespace or at the quote or separator around it
+        let skip = value
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+            .unwrap_or(value.len());
         if skip > 0 {
             out.push_str("[REDACTED]");
         }
@@ -257,7 +260,7 @@ pub fn build(input: &PromptInput<'_>, nonce: String) -> Prompt {
             fmt_ms(stat("ci_high")),
             stat("p_two_sided")
                 .or(stat("p_fisher"))
-                .map_or("-".into(), |p| format!("{p:.4}")),
+                .map_or("-".into(), crate::verdict::fmt_p),
         );
     }
     // error rates, computed here so they are present even if the judge muted them
@@ -377,6 +380,10 @@ mod tests {
             "{r}"
         );
         assert!(!r.contains("hunter2"));
+        assert_eq!(
+            redact(r#"auth="Bearer abc.def" ok"#, &[]),
+            r#"auth="Bearer [REDACTED]" ok"#
+        );
     }
 
     #[test]
