@@ -42,7 +42,8 @@ fn decode_once(bytes: &[u8]) -> Result<(), String> {
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(path), Some(iters)) = (args.get(1), args.get(2).and_then(|s| s.parse::<u64>().ok())) else {
+    let (Some(path), Some(iters)) = (args.get(1), args.get(2).and_then(|s| s.parse::<u64>().ok()))
+    else {
         eprintln!("usage: decode_bench <plugin_requests.gob> <iterations>");
         return std::process::ExitCode::FAILURE;
     };

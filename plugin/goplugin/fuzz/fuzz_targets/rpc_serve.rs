@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
     let data = data.to_vec();
     rt.block_on(async move {
         let (client, server) = tokio::io::duplex(1 << 16);
-        let router = Router::new().register("Plugin", Arc::new(MetricPluginService::new(Arc::new(Quick))));
+        let router = Router::new().register(
+            "Plugin",
+            Arc::new(MetricPluginService::new(Arc::new(Quick))),
+        );
         let limits = Limits {
             max_message: 1 << 20,
             max_depth: 100,
