@@ -242,6 +242,33 @@ mod tests {
         assert!(close(p, 0.111_346_886_533_140_41, 1e-9), "{p}");
     }
 
+    /// Wikipedia's "Mann-Whitney U test" illustration (Aesop's tortoise and hare, finishing
+    /// order T H H H H H T T T T T H): U_T = 11 and U_H = 25. With finishing positions as the
+    /// values, a tortoise "wins" a pair when its position is smaller.
+    #[test]
+    fn wikipedia_tortoise_and_hare_example() {
+        let tortoise = [1.0, 7.0, 8.0, 9.0, 10.0, 11.0];
+        let hare = [2.0, 3.0, 4.0, 5.0, 6.0, 12.0];
+        // U of the "canary" counts pairs where it is larger, i.e. finished later: those are
+        // the other side's wins.
+        assert_eq!(mann_whitney(&tortoise, &hare).unwrap().u, 11.0);
+        assert_eq!(mann_whitney(&hare, &tortoise).unwrap().u, 25.0);
+    }
+
+    /// The exact and the normal paths agree closely for moderate samples without ties.
+    #[test]
+    fn exact_and_normal_approximation_agree_at_moderate_n() {
+        let (m, n) = (40usize, 45usize);
+        let dist = ExactDistribution::new(m, n);
+        let sd = sigma(m, n, 0.0);
+        let mean = (m * n) as f64 / 2.0;
+        for u in [700usize, 800, 850, 900, 1000] {
+            let exact = dist.cdf(u);
+            let normal = normal_cdf((u as f64 + 0.5 - mean) / sd);
+            assert!((exact - normal).abs() < 0.005, "u={u}: {exact} vs {normal}");
+        }
+    }
+
     #[test]
     fn ties_use_the_corrected_normal_approximation() {
         // x = 1,2,2,3 ; y = 2,3,3,4 -> pooled: 1 | 2 2 2 | 3 3 3 | 4
