@@ -229,8 +229,21 @@ function phaseRows(a, aName, b, bName) {
   });
 }
 
+// PROXYBENCH_NICE (e.g. -10): run this script, the proxy, the sandboxes and their Chromium at that
+// nice value, so other work on a shared machine delays both sides of each comparison less.
+function applyNice() {
+  const raw = process.env.PROXYBENCH_NICE;
+  if (raw === undefined || raw === '') return;
+  if (!/^-?\d+$/.test(raw.trim()) || Number(raw) < -20 || Number(raw) > 19) {
+    throw new Error(`PROXYBENCH_NICE: ${JSON.stringify(raw)} is not an integer in -20..19`);
+  }
+  require('os').setPriority(Number(raw));
+  console.log(`running at nice ${Number(raw)} (PROXYBENCH_NICE)`);
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  applyNice();
   const fixture = await startFixture();
   const pageUrl = `http://127.0.0.1:${fixture.address().port}/`;
   const proxy = await startProxy(opts);

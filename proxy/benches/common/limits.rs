@@ -58,3 +58,30 @@ pub fn raise_nofile(want: u64) -> Result<u64> {
     }
     Ok(want)
 }
+
+/// Environment variable with a nice value (e.g. `-10`) for this process and, by inheritance, the
+/// proxy, upstream, nginx and wrk it starts. On a machine shared with other work this keeps their
+/// scheduling delays out of both sides of each comparison; it needs CAP_SYS_NICE for negative values.
+pub const NICE_ENV: &str = "PROXYBENCH_NICE";
+
+/// Applies [`NICE_ENV`] if it is set; returns the value applied.
+pub fn apply_nice_from_env() -> Result<Option<i32>> {
+    let Ok(raw) = std::env::var(NICE_ENV) else {
+        return Ok(None);
+    };
+    let nice: i32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{NICE_ENV}: {raw:?} is not an integer"))?;
+    if !(-20..=19).contains(&nice) {
+        bail!("{NICE_ENV}: {nice} is outside -20..=19");
+    }
+    // SAFETY: setpriority has no memory-safety preconditions.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        bail!(
+            "{NICE_ENV}={nice}: setpriority failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(Some(nice))
+}
