@@ -957,3 +957,35 @@ async fn shutdown_drains_http_and_closes_websockets_after_their_grace() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_running_http_stream_keeps_its_sandbox_from_the_reaper() {
+    let (up, _) = http_upstream().await;
+    let b = FakeBackend::new(endpoint(up, None, "sb"));
+    let p = default_proxy(b.clone()).await;
+    let s = connect_from("127.0.0.2", p.data_addr).await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(get("/sse")).await.unwrap();
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    // The stream is older than any IDLE_TTL now, but still running.
+    p.sessions.age_all(Duration::from_secs(3600));
+    p.sessions.reap_once();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(p.metrics.http_streams.get(), 1);
+    assert_eq!(p.sessions.info("tenant-2").unwrap().open_connections, 1);
+    body.frame().await.unwrap().unwrap();
+    assert!(body.frame().await.is_none());
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(p.sessions.info("tenant-2").unwrap().open_connections, 0);
+    assert_eq!(p.metrics.http_streams.get(), 0);
+    p.sessions.age_all(Duration::from_secs(3600));
+    p.sessions.reap_once();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
