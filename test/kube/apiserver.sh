@@ -25,9 +25,8 @@ READY_TIMEOUT="${SANDCANARY_KUBE_READY_TIMEOUT:-120}"
 log() { echo "apiserver.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 gen_certs() { # dir
   local d="$1"

@@ -19,8 +19,18 @@ die() { log "error: $*"; exit 1; }
 : "${KUBECONFIG:?run apiserver.sh start first and export its env}"
 pidfile="$SANDCANARY_KUBE_DIR/pids/rollouts-controller.pid"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+# Waits for the controller's /healthz; fails if it exits, cannot bind its ports, or takes over 60 s.
+wait_healthy() { # port logfile
+  local deadline=$((SECONDS + 60))
+  until curl -fsS --max-time 2 "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then tail -n 40 "$2" >&2; return 1; fi
+    if grep -q 'address already in use' "$2"; then tail -n 5 "$2" >&2; return 1; fi
+    ((SECONDS < deadline)) || { tail -n 40 "$2" >&2; return 1; }
+    sleep 0.5
+  done
 }
 
 start() {
@@ -52,22 +62,23 @@ start() {
     "$kubectl" create configmap -n "$ns" argo-rollouts-config >&2
   fi
 
-  local work="$SANDCANARY_KUBE_DIR/rollouts" metrics healthz
+  local work="$SANDCANARY_KUBE_DIR/rollouts" logfile="$SANDCANARY_KUBE_DIR/logs/rollouts-controller.log"
   mkdir -p "$work"
-  metrics="$(free_port)"; healthz="$(free_port)"
-  # POD_NAMESPACE is how the controller finds its own namespace (and argo-rollouts-config) out of cluster.
-  (cd "$work" && POD_NAMESPACE="$ns" exec "$bin/rollouts-controller" \
-      --kubeconfig "$KUBECONFIG" --namespaced --namespace "$ns" \
-      --leader-elect=false --metricsPort "$metrics" --healthzPort "$healthz" \
-      --loglevel "${ROLLOUTS_LOGLEVEL:-info}" \
-      >"$SANDCANARY_KUBE_DIR/logs/rollouts-controller.log" 2>&1 </dev/null) &
-  echo $! >"$pidfile"
-
-  local deadline=$((SECONDS + 60))
-  until curl -fsS --max-time 2 "http://127.0.0.1:$healthz/healthz" >/dev/null 2>&1; do
-    kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -n 40 "$SANDCANARY_KUBE_DIR/logs/rollouts-controller.log" >&2; rm -f "$pidfile"; die "controller exited"; }
-    ((SECONDS < deadline)) || { tail -n 40 "$SANDCANARY_KUBE_DIR/logs/rollouts-controller.log" >&2; die "controller not healthy after 60s"; }
-    sleep 0.5
+  local attempt metrics healthz
+  for attempt in 1 2 3; do
+    metrics="$(free_port)"; healthz="$(free_port)"
+    # POD_NAMESPACE is how the controller finds its own namespace (and argo-rollouts-config) out of cluster.
+    (cd "$work" && POD_NAMESPACE="$ns" exec "$bin/rollouts-controller" \
+        --kubeconfig "$KUBECONFIG" --namespaced --namespace "$ns" \
+        --leader-elect=false --metricsPort "$metrics" --healthzPort "$healthz" \
+        --loglevel "${ROLLOUTS_LOGLEVEL:-info}" \
+        >"$logfile" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
+    if wait_healthy "$healthz" "$logfile"; then break; fi
+    stop
+    mv "$logfile" "$logfile.failed-$attempt"
+    ((attempt < 3)) || die "controller did not start (logs: $logfile.failed-*)"
+    log "start attempt $attempt failed; retrying on new ports"
   done
   log "running in namespace $ns (log: $SANDCANARY_KUBE_DIR/logs/rollouts-controller.log)"
   printf 'export SANDCANARY_ROLLOUTS_NAMESPACE=%q\n' "$ns"
