@@ -575,12 +575,14 @@ impl StatisticalJudge {
             .filter(|m| m.classification.is_failure())
             .map(|m| m.reason.clone())
             .collect();
-        let critical_failed: Vec<&str> = results
+        let mut critical_failed: Vec<&str> = results
             .iter()
             .filter(|m| m.critical && m.classification != Classification::Pass)
             .map(|m| m.metric.as_str())
             .chain(critical.iter().map(String::as_str))
             .collect();
+        critical_failed.sort_unstable();
+        critical_failed.dedup();
         let nodata = results
             .iter()
             .filter(|m| m.classification == Classification::NoData)

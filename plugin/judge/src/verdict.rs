@@ -164,6 +164,11 @@ impl Verdict {
         }
     }
 
+    /// The score as Argo's `Measurement.Value` string (a number the dashboard can chart).
+    pub fn value(&self) -> String {
+        format!("{:.2}", self.score)
+    }
+
     /// Metrics that failed, by name.
     pub fn failing_metrics(&self) -> Vec<&str> {
         self.metrics

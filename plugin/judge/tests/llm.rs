@@ -664,3 +664,17 @@ fn configuration_parses_from_template_json_and_is_validated() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn an_oversized_response_is_rejected_without_reading_it_all() {
+    let huge = format!(
+        r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#,
+        "x".repeat(3 * 1024 * 1024)
+    );
+    let fake = Fake::start(vec![Reply::json(200, huge)]).await;
+    let v = LlmJudge::new(openai_config(&fake))
+        .unwrap()
+        .judge(&bench_like(1.0))
+        .await;
+    assert_fallback(&v, "larger than 1048576 bytes");
+}

@@ -125,13 +125,12 @@ pub async fn send(
         let headers = response.headers().clone();
         let body = match tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
-            response.bytes(),
+            read_bounded(response),
         )
         .await
         {
             Err(_) => return Err(ProviderError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => return Err(ProviderError::Timeout),
-            Ok(Err(e)) => return Err(ProviderError::Transport(without_url(&e))),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(b)) => b,
         };
         if status.is_success() {
@@ -174,6 +173,29 @@ pub async fn send(
         );
         tokio::time::sleep(wait).await;
         attempt += 1;
+    }
+}
+
+/// Largest response body accepted; an answer is a few hundred bytes, so anything near this is
+/// broken or hostile and must not exhaust memory.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+async fn read_bounded(mut response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ProviderError::Malformed(format!(
+                        "response body larger than {MAX_BODY_BYTES} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) if e.is_timeout() => return Err(ProviderError::Timeout),
+            Err(e) => return Err(ProviderError::Transport(without_url(&e))),
+        }
     }
 }
 
