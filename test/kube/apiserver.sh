@@ -251,6 +251,7 @@ case "$cmd" in
     [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || die "usage: apiserver.sh run -- CMD..."
     envfile="$(mktemp)"
+    trap 'rm -f "$envfile"' EXIT
     start >"$envfile"
     # shellcheck disable=SC1090
     source "$envfile"; rm -f "$envfile"
