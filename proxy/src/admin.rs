@@ -15,7 +15,7 @@ use crate::backend::BackendError;
 use crate::config::{Secret, valid_id};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::session::{ControlError, SessionError, SessionManager};
+use crate::session::{ControlError, SessionInfo, SessionManager};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -103,7 +103,7 @@ fn check_id(id: &str) -> Result<(), Refusal> {
     }
 }
 
-fn control_error(e: ControlError) -> Response {
+fn control_error(e: ControlError) -> Refusal {
     let status = match &e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Conflict { .. } => StatusCode::CONFLICT,
@@ -113,46 +113,52 @@ fn control_error(e: ControlError) -> Response {
         ControlError::Backend(_) => StatusCode::BAD_GATEWAY,
         ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
     };
-    error(status, e)
+    Refusal(status, e.to_string())
 }
 
-async fn list(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r.into_response();
-    }
-    Json(json!({ "sessions": s.sessions.list() })).into_response()
+type Answer<T> = Result<T, Refusal>;
+
+async fn list(State(s): State<AdminState>, headers: HeaderMap) -> Answer<Response> {
+    authorize(&s, &headers)?;
+    Ok(Json(json!({ "sessions": s.sessions.list() })).into_response())
 }
 
-async fn show(State(s): State<AdminState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
-        return r.into_response();
-    }
-    match s.sessions.info(&id) {
-        Some(info) => Json(info).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no session for id {id:?}")),
-    }
+/// Authorizes the call and checks the id in its path.
+fn guard(s: &AdminState, headers: &HeaderMap, id: &str) -> Answer<()> {
+    authorize(s, headers)?;
+    check_id(id)
+}
+
+async fn show(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<Json<SessionInfo>> {
+    guard(&s, &headers, &id)?;
+    s.sessions
+        .info(&id)
+        .map(Json)
+        .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("no session for id {id:?}")))
 }
 
 async fn ensure(
     State(s): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
-        return r.into_response();
-    }
+) -> Answer<Json<SessionInfo>> {
+    guard(&s, &headers, &id)?;
     match s.sessions.get(&id).await {
         Ok((lease, _)) => {
             drop(lease);
-            match s.sessions.info(&id) {
-                Some(info) => Json(info).into_response(),
-                None => error(StatusCode::CONFLICT, "the session went away meanwhile"),
-            }
+            s.sessions.info(&id).map(Json).ok_or_else(|| {
+                Refusal(
+                    StatusCode::CONFLICT,
+                    "the session went away meanwhile".into(),
+                )
+            })
         }
-        Err(e @ SessionError::Ensure(BackendError::Capacity(_))) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e)
-        }
-        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) if e.is_capacity() => Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(Refusal(StatusCode::BAD_GATEWAY, e.to_string())),
     }
 }
 
@@ -160,40 +166,34 @@ async fn delete(
     State(s): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
-        return r.into_response();
-    }
-    match s.sessions.delete(&id).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => control_error(e),
-    }
+) -> Answer<StatusCode> {
+    guard(&s, &headers, &id)?;
+    s.sessions.delete(&id).await.map_err(control_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn suspend(
     State(s): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
-        return r.into_response();
-    }
-    match s.sessions.suspend(&id).await {
-        Ok(info) => Json(info).into_response(),
-        Err(e) => control_error(e),
-    }
+) -> Answer<Json<SessionInfo>> {
+    guard(&s, &headers, &id)?;
+    s.sessions
+        .suspend(&id)
+        .await
+        .map(Json)
+        .map_err(control_error)
 }
 
 async fn resume(
     State(s): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers).and_then(|_| check_id(&id)) {
-        return r.into_response();
-    }
-    match s.sessions.resume(&id).await {
-        Ok(info) => Json(info).into_response(),
-        Err(e) => control_error(e),
-    }
+) -> Answer<Json<SessionInfo>> {
+    guard(&s, &headers, &id)?;
+    s.sessions
+        .resume(&id)
+        .await
+        .map(Json)
+        .map_err(control_error)
 }

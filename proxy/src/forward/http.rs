@@ -13,13 +13,11 @@ use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderValue, ORIGIN};
 use hyper::{Request, Response, StatusCode, Version};
 use prometheus_client::metrics::gauge::Gauge;
-use tracing::warn;
 
 use super::pool::{Conn, UpstreamPool};
 use super::{Body, Forwarder, forwarded_for, remove_hop_by_hop, text};
 use crate::backend::Endpoint;
 use crate::config::OriginPolicy;
-use crate::metrics::Metrics;
 use crate::session::Lease;
 
 impl Forwarder {
@@ -43,12 +41,7 @@ impl Forwarder {
             Ok(v) => v,
             Err((_, Some(resp))) => return resp,
             Err((e, None)) => {
-                self.metrics
-                    .upstream_errors
-                    .get_or_create(&Metrics::kind("dial"))
-                    .inc();
-                warn!(id, path = %req.uri().path(), error = %e, "upstream error");
-                return text(StatusCode::BAD_GATEWAY, format!("upstream error: {e}"));
+                return self.upstream_failure(&id, "dial", format!("upstream error: {e}"));
             }
         };
 
@@ -93,12 +86,7 @@ impl Forwarder {
         {
             Ok(r) => r,
             Err(e) => {
-                self.metrics
-                    .upstream_errors
-                    .get_or_create(&Metrics::kind("http"))
-                    .inc();
-                warn!(id, path = %path, error = %e, "upstream error");
-                return text(StatusCode::BAD_GATEWAY, format!("upstream error: {e}"));
+                return self.upstream_failure(&id, "http", format!("upstream error: {e}"));
             }
         };
         let (mut parts, body) = resp.into_parts();

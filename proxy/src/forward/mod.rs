@@ -187,6 +187,16 @@ impl Forwarder {
         }
     }
 
+    /// A 502 for a failure talking to the sandbox, counted by kind and logged with the request's id.
+    fn upstream_failure(&self, id: &str, kind: &str, message: String) -> Response<Body> {
+        self.metrics
+            .upstream_errors
+            .get_or_create(&Metrics::kind(kind))
+            .inc();
+        warn!(id, kind, error = %message, "upstream error");
+        text(StatusCode::BAD_GATEWAY, message)
+    }
+
     fn upstream_host(&self, ep: &Endpoint, authority: &Authority) -> Option<String> {
         match self.cfg.host {
             HostPolicy::Preserve => None,

@@ -14,14 +14,13 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::pool::dial;
 use super::splice::splice;
 use super::{Body, Forwarder, forwarded_for, text};
 use crate::backend::Endpoint;
 use crate::config::OriginPolicy;
-use crate::metrics::Metrics;
 use crate::session::Lease;
 
 /// Largest response head we accept from a sandbox.
@@ -54,51 +53,30 @@ impl Forwarder {
             Ok(v) => v,
             Err((_, Some(resp))) => return resp,
             Err((e, None)) => {
-                self.metrics
-                    .upstream_errors
-                    .get_or_create(&Metrics::kind("dial"))
-                    .inc();
-                warn!(id, error = %e, "backend dial failed");
-                return text(StatusCode::BAD_GATEWAY, format!("backend dial failed: {e}"));
+                return self.upstream_failure(&id, "dial", format!("backend dial failed: {e}"));
             }
         };
 
         let head = self.upgrade_head(&req, peer, &strip, &ep);
         if let Err(e) = upstream.write_all(&head).await {
-            self.metrics
-                .upstream_errors
-                .get_or_create(&Metrics::kind("write"))
-                .inc();
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("backend write failed: {e}"),
-            );
+            return self.upstream_failure(&id, "write", format!("backend write failed: {e}"));
         }
 
-        let (status, headers, rest) =
-            match tokio::time::timeout(RESPONSE_TIMEOUT, read_head(&mut upstream)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    self.metrics
-                        .upstream_errors
-                        .get_or_create(&Metrics::kind("handshake"))
-                        .inc();
-                    return text(
-                        StatusCode::BAD_GATEWAY,
-                        format!("backend handshake failed: {e}"),
-                    );
-                }
-                Err(_) => {
-                    self.metrics
-                        .upstream_errors
-                        .get_or_create(&Metrics::kind("handshake"))
-                        .inc();
-                    return text(
-                        StatusCode::BAD_GATEWAY,
-                        "backend handshake failed: no answer within 30s",
-                    );
-                }
-            };
+        let answer = tokio::time::timeout(RESPONSE_TIMEOUT, read_head(&mut upstream)).await;
+        let (status, headers, rest) = match answer {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                return self.upstream_failure(
+                    &id,
+                    "handshake",
+                    format!("backend handshake failed: {e}"),
+                );
+            }
+            Err(_) => {
+                let msg = "backend handshake failed: no answer within 30s".to_string();
+                return self.upstream_failure(&id, "handshake", msg);
+            }
+        };
 
         let mut resp = Response::builder().status(status);
         for (name, value) in &headers {
