@@ -85,6 +85,18 @@ impl SecretRef {
 mod tests {
     use super::*;
 
+    /// The success path of `env`, using a variable every test process has (setting one would
+    /// race with other test threads reading the environment).
+    #[test]
+    fn env_secret_is_read() {
+        let expected = std::env::var("PATH").expect("PATH is set for cargo test");
+        let r = SecretRef {
+            env: Some("PATH".into()),
+            file: None,
+        };
+        assert_eq!(r.load().unwrap().expose(), expected.trim());
+    }
+
     #[test]
     fn debug_never_shows_the_value() {
         let s = Secret::new("sk-very-secret");
