@@ -24,12 +24,12 @@ bench-bench: bench-build
 	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) run --local --scenarios cold,warm,restore,mcp \
 	  --samples $(BENCH_SAMPLES) --format markdown --json-out $(BENCH_RESULTS)/local.json \
 	  --html-out $(BENCH_RESULTS)/local.html | tee $(BENCH_RESULTS)/local.md
-	@echo "== through the proxy, local backend, no warm pool"
-	plugin/bench/scripts/through-proxy.sh --warm-pool 0 -- --scenarios cold,warm,restore,mcp \
+	@echo "== through the proxy, local backend, no warm pool (LOCAL_MCP=false: cold starts no MCP server)"
+	LOCAL_MCP=false plugin/bench/scripts/through-proxy.sh --warm-pool 0 -- --scenarios cold,warm,restore \
 	  --samples $(BENCH_SAMPLES) --format markdown --json-out $(BENCH_RESULTS)/proxy-pool0.json \
 	  | tee $(BENCH_RESULTS)/proxy-pool0.md
 	@echo "== through the proxy, local backend, warm pool of 1 (1 s between samples so it refills)"
-	plugin/bench/scripts/through-proxy.sh --warm-pool 1 -- --scenarios cold,warm,restore \
+	LOCAL_MCP=false plugin/bench/scripts/through-proxy.sh --warm-pool 1 -- --scenarios cold,warm,restore \
 	  --samples $(BENCH_SAMPLES) --pause-ms 1000 --format markdown \
 	  --json-out $(BENCH_RESULTS)/proxy-pool1.json | tee $(BENCH_RESULTS)/proxy-pool1.md
 

@@ -156,9 +156,6 @@ struct CommonArgs {
     /// server.js of the sandbox for local targets.
     #[arg(long, env = "SANDCANARY_SANDBOX_SCRIPT")]
     sandbox_script: Option<PathBuf>,
-    /// Start @playwright/mcp in local sandboxes (needed for the mcp scenario).
-    #[arg(long)]
-    local_mcp: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,7 +172,6 @@ fn sandbox_command(common: &CommonArgs) -> SandboxCommand {
     if let Some(s) = &common.sandbox_script {
         cmd.script = s.clone();
     }
-    cmd.mcp = common.local_mcp || common.scenarios.contains(&Scenario::Mcp);
     cmd
 }
 
@@ -285,9 +281,7 @@ async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::
         .await
         .map_err(anyhow::Error::msg)?;
     eprintln!("official client: playwright-core {}", official.version);
-    let mut cmd = sandbox_command(common);
-    cmd.mcp = false;
-    let sandbox = SandboxProcess::start(&cmd)
+    let sandbox = SandboxProcess::start(&sandbox_command(common))
         .await
         .map_err(anyhow::Error::msg)?;
     let ws_url = sandbox.ws_url().to_string();

@@ -21,7 +21,7 @@ pub struct SandboxCommand {
     pub node: PathBuf,
     /// Path of server.js.
     pub script: PathBuf,
-    /// Also start @playwright/mcp on a second port.
+    /// Also start @playwright/mcp on a second port (the local target sets it for the mcp slot only).
     pub mcp: bool,
     /// Bound on start until `SANDBOX_READY`.
     pub ready_timeout: Duration,

@@ -41,7 +41,10 @@ impl LocalTarget {
                 p.stop().await;
             }
         }
-        let p = SandboxProcess::start(&self.config.command)
+        // Only the MCP slot pays for starting @playwright/mcp; server.js starts it before the browser.
+        let mut command = self.config.command.clone();
+        command.mcp = scenario == Scenario::Mcp;
+        let p = SandboxProcess::start(&command)
             .await
             .map_err(TargetError::Process)?;
         self.slots.insert(scenario, p);
