@@ -2,15 +2,13 @@
 //! `Response` headers and bodies out, calls run concurrently and are answered by `Seq`.
 
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::io::SyncIoBridge;
 
-use crate::gob::{Decoder, Encoder, GoType, GobError, Limits, Struct, Value};
+use crate::gob::{Encoder, GoType, GobError, Limits, MessageDecoder, Struct, Value};
 
 /// What a method returns: the Go type it is declared with, and the value.
 pub struct Reply {
@@ -129,62 +127,103 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(write_replies(wr, rx));
-    let bridge = SyncIoBridge::new(rd);
-    let handle = tokio::runtime::Handle::current();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut dec = Decoder::with_limits(BufReader::with_capacity(64 << 10, bridge), limits);
-        loop {
-            let header = match dec.decode() {
-                Ok(h) => h,
-                Err(GobError::Eof) => {
-                    tracing::debug!("rpc stream closed by peer");
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "rpc: server cannot decode request; closing stream");
-                    return;
-                }
-            };
-            let method = header
-                .field("ServiceMethod")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let seq = header.field("Seq").and_then(Value::as_u64).unwrap_or(0);
-            if !matches!(header, Value::Struct(_)) {
-                tracing::error!("rpc: request header is not a struct; closing stream");
+    read_requests(rd, router, limits, tx).await;
+    let _ = writer.await;
+}
+
+/// The next whole value from the stream, reading more bytes as needed; `None` at a clean end.
+async fn next_value<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+    dec: &mut MessageDecoder,
+) -> Option<Result<Value, GobError>> {
+    loop {
+        match dec.complete_len(&buf[*start..]) {
+            Ok(Some(n)) => {
+                let v = dec.decode(&buf[*start..*start + n]);
+                *start += n;
+                return Some(v);
+            }
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        if *start > 0 && *start * 2 >= buf.len() {
+            buf.drain(..*start);
+            *start = 0;
+        }
+        buf.reserve(16 << 10);
+        match rd.read_buf(buf).await {
+            Ok(0) if *start == buf.len() => return None,
+            Ok(0) => return Some(Err(GobError::UnexpectedEof)),
+            Ok(_) => {}
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut rd: R,
+    router: Router,
+    limits: Limits,
+    tx: mpsc::UnboundedSender<Outgoing>,
+) {
+    let mut dec = MessageDecoder::new(limits);
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut start = 0;
+    loop {
+        let header = match next_value(&mut rd, &mut buf, &mut start, &mut dec).await {
+            None => {
+                tracing::debug!("rpc stream closed by peer");
                 return;
             }
-            match dec.decode() {
-                Ok(body) => {
-                    let fut = router.dispatch(&method, body);
-                    let tx = tx.clone();
-                    handle.spawn(async move {
-                        let result = fut.await;
-                        let _ = tx.send(Outgoing {
-                            method,
-                            seq,
-                            result,
-                        });
-                    });
-                }
-                Err(e) => {
-                    let lost = framing_lost(&e);
-                    tracing::warn!(error = %e, method = %method, seq, "rpc: cannot decode request body");
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "rpc: server cannot decode request; closing stream");
+                return;
+            }
+        };
+        if !matches!(header, Value::Struct(_)) {
+            tracing::error!("rpc: request header is not a struct; closing stream");
+            return;
+        }
+        let method = header
+            .field("ServiceMethod")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let seq = header.field("Seq").and_then(Value::as_u64).unwrap_or(0);
+        match next_value(&mut rd, &mut buf, &mut start, &mut dec).await {
+            Some(Ok(body)) => {
+                let fut = router.dispatch(&method, body);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = fut.await;
                     let _ = tx.send(Outgoing {
                         method,
                         seq,
-                        result: Err(e.to_string()),
+                        result,
                     });
-                    if lost {
-                        return;
-                    }
+                });
+            }
+            other => {
+                let e = match other {
+                    Some(Err(e)) => e,
+                    _ => GobError::UnexpectedEof,
+                };
+                let lost = framing_lost(&e);
+                tracing::warn!(error = %e, method = %method, seq, "rpc: cannot decode request body");
+                let _ = tx.send(Outgoing {
+                    method,
+                    seq,
+                    result: Err(e.to_string()),
+                });
+                if lost {
+                    return;
                 }
             }
         }
-    });
-    let _ = reader.await;
-    let _ = writer.await;
+    }
 }
 
 async fn write_replies<W: AsyncWrite>(wr: W, mut rx: mpsc::UnboundedReceiver<Outgoing>) {

@@ -45,13 +45,21 @@ impl MetricProvider for Echo {
 
 /// Sends `requests` to a fresh Plugin service and returns (header, body) for every reply.
 async fn exchange(requests: Vec<u8>) -> Vec<(Value, Value)> {
+    exchange_in_pieces(requests, usize::MAX).await
+}
+
+/// Like [`exchange`], writing the requests `piece` bytes at a time.
+async fn exchange_in_pieces(requests: Vec<u8>, piece: usize) -> Vec<(Value, Value)> {
     let (client, server) = tokio::io::duplex(64 << 10);
     let router =
         Router::new().register("Plugin", Arc::new(MetricPluginService::new(Arc::new(Echo))));
     let srv = tokio::spawn(rpc::serve(server, router, Limits::default()));
     let (mut rd, mut wr) = tokio::io::split(client);
     let writer = tokio::spawn(async move {
-        wr.write_all(&requests).await.unwrap();
+        for chunk in requests.chunks(piece.min(requests.len().max(1))) {
+            wr.write_all(chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
         wr.shutdown().await.unwrap();
         wr
     });
@@ -175,4 +183,17 @@ async fn a_broken_frame_closes_the_stream_after_answering_what_it_can() {
         "{:?}",
         second.0
     );
+}
+
+#[tokio::test]
+async fn requests_split_into_tiny_pieces_are_reassembled() {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/plugin_requests.gob"),
+    )
+    .unwrap();
+    for piece in [1, 3, 4096] {
+        let replies = exchange_in_pieces(bytes.clone(), piece).await;
+        assert_eq!(replies.len(), 9, "piece size {piece}");
+        assert!(replies.iter().all(|(h, _)| error(h).is_empty()));
+    }
 }

@@ -321,3 +321,142 @@ fn nested_interface(
         return Ok(Value::Interface(name, Box::new(v)));
     }
 }
+
+/// Where the next length-prefixed message in `buf[pos..]` lies, if it has fully arrived.
+fn next_message(buf: &[u8], pos: usize, limit: usize) -> Result<Option<(usize, usize)>, GobError> {
+    let Some(&first) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let (len, head) = if first < 0x80 {
+        (first as u64, 1)
+    } else {
+        let n = (first as i8).unsigned_abs() as usize;
+        if n > 8 {
+            return Err(GobError::BadLength);
+        }
+        let Some(bytes) = buf.get(pos + 1..pos + 1 + n) else {
+            return Ok(None);
+        };
+        (bytes.iter().fold(0u64, |a, &b| (a << 8) | b as u64), 1 + n)
+    };
+    if len == 0 {
+        return Err(GobError::EmptyMessage);
+    }
+    if len > limit as u64 {
+        return Err(GobError::MessageTooLarge(len, limit));
+    }
+    let start = pos + head;
+    let end = start + len as usize;
+    Ok((end <= buf.len()).then_some((start, end)))
+}
+
+/// Decodes values from bytes that arrive in pieces (an async socket), keeping the stream's type
+/// table between values. [`MessageDecoder::complete_len`] says when a whole value has arrived,
+/// so decoding itself never waits.
+#[derive(Debug, Default)]
+pub struct MessageDecoder {
+    types: TypeTable,
+    limits: Limits,
+}
+
+impl MessageDecoder {
+    pub fn new(limits: Limits) -> Self {
+        MessageDecoder {
+            types: TypeTable::default(),
+            limits,
+        }
+    }
+
+    /// How many type definitions the stream has sent so far.
+    pub fn type_count(&self) -> usize {
+        self.types.types.len()
+    }
+
+    /// The length of the next top-level value at the start of `buf` (with the type definitions
+    /// before it), or `None` while part of it is still to come. Errors mean the framing itself
+    /// is broken and the stream cannot be read further.
+    pub fn complete_len(&self, buf: &[u8]) -> Result<Option<usize>, GobError> {
+        let limit = self.limits.max_message;
+        let mut pos = 0;
+        // Type definitions, then the message that starts the value.
+        let (start, end) = loop {
+            let Some((start, end)) = next_message(buf, pos, limit)? else {
+                return Ok(None);
+            };
+            pos = end;
+            match Cursor::new(&buf[start..end]).int() {
+                Ok(id) if id < 0 => continue,
+                _ => break (start, end),
+            }
+        };
+        let mut cur = Cursor::new(&buf[start..end]);
+        if cur.int().ok() != Some(wire::INTERFACE) {
+            return Ok(Some(end));
+        }
+        // A top-level interface: its concrete type's definitions may follow in further messages.
+        let name_empty = cur.uint().and_then(|_| cur.bytes()).map(|n| n.is_empty());
+        match name_empty {
+            Ok(false) => {}
+            _ => return Ok(Some(end)),
+        }
+        if !cur.is_empty() && cur.int().is_ok_and(|id| id >= 0) {
+            return Ok(Some(end));
+        }
+        loop {
+            let Some((start, end)) = next_message(buf, pos, limit)? else {
+                return Ok(None);
+            };
+            pos = end;
+            match Cursor::new(&buf[start..end]).int() {
+                Ok(id) if id < 0 => continue,
+                _ => return Ok(Some(end)),
+            }
+        }
+    }
+
+    /// Decodes one value from exactly the bytes [`complete_len`](Self::complete_len) measured.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Value, GobError> {
+        let mut d = Decoder {
+            reader: bytes,
+            types: std::mem::take(&mut self.types),
+            limits: self.limits,
+        };
+        let r = d.decode();
+        self.types = d.types;
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_len_waits_for_every_message_of_an_interface_value() {
+        // nil interface: one message
+        let dec = MessageDecoder::new(Limits::default());
+        assert_eq!(
+            dec.complete_len(&[0x03, 0x10, 0x00, 0x00]).unwrap(),
+            Some(4)
+        );
+        assert_eq!(dec.complete_len(&[0x03, 0x10, 0x00]).unwrap(), None);
+        // name + first typedef in message A, value in message Z
+        let a = [0x05, 0x10, 0x00, 0x01, b'X', 0x01]; // remainder starts with int -1: typedef
+        assert_eq!(dec.complete_len(&a).unwrap(), None);
+        let mut ab = a.to_vec();
+        ab.extend_from_slice(&[0x03, 0xff, 0x81, 0x00]); // another typedef message (id -65)
+        assert_eq!(dec.complete_len(&ab).unwrap(), None);
+        ab.extend_from_slice(&[0x04, 0xff, 0x82, 0x01, 0x00]); // value message (id 65)
+        assert_eq!(dec.complete_len(&ab).unwrap(), Some(ab.len()));
+        // steady state: name and id in one message
+        assert_eq!(
+            dec.complete_len(&[0x06, 0x10, 0x00, 0x01, b'X', 0x04, 0x00])
+                .unwrap(),
+            Some(7)
+        );
+        assert!(matches!(
+            dec.complete_len(&[0xf0]),
+            Err(GobError::BadLength)
+        ));
+    }
+}

@@ -11,7 +11,7 @@ mod time;
 mod value;
 mod wire;
 
-pub use decode::{Decoder, Limits};
+pub use decode::{Decoder, Limits, MessageDecoder};
 pub use encode::{Encoder, GoType, StructDef};
 pub use primitive::{Cursor, put_bytes, put_int, put_uint};
 pub use time::GoTime;
