@@ -48,3 +48,16 @@ bench-goplugin: setup-go-goplugin
 	  2>/dev/null | tee bench-results/goplugin.md
 	@echo "| sandcanary-plugin release binary | $$(stat -c %s $(GOPLUGIN_RELEASE)/sandcanary-plugin) bytes |" | tee -a bench-results/goplugin.md
 BENCH_TARGETS += bench-goplugin
+
+# Fuzzing (nightly + cargo-fuzz): the gob decoder with the Argo model readers, and the net/rpc
+# server, seeded with the golden streams. Bounded by GOPLUGIN_FUZZ_SECONDS per target. Not in
+# TEST_TARGETS: building the instrumented targets cold takes several minutes.
+GOPLUGIN_FUZZ_SECONDS ?= 60
+GOPLUGIN_FUZZ_TARGET_DIR := $(HOME)/.cache/sandcanary/target-goplugin-fuzz
+fuzz-goplugin:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd plugin/goplugin && for t in gob_stream rpc_serve; do \
+	  mkdir -p $(GOPLUGIN_FUZZ_TARGET_DIR)/corpus/$$t; \
+	  CARGO_TARGET_DIR=$(GOPLUGIN_FUZZ_TARGET_DIR) $(CARGO) +nightly fuzz run -O $$t \
+	    $(GOPLUGIN_FUZZ_TARGET_DIR)/corpus/$$t tests/golden -- \
+	    -max_total_time=$(GOPLUGIN_FUZZ_SECONDS) -rss_limit_mb=2048; done
