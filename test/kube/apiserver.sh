@@ -7,6 +7,8 @@
 #   apiserver.sh run -- CMD...    start, run CMD with the env exported, always stop; exits with CMD's status
 #   apiserver.sh stop-apiserver DIR    stop only kube-apiserver (etcd keeps the data): an API outage
 #   apiserver.sh start-apiserver DIR   start it again on the same port, certificates and data
+#   apiserver.sh start-controller-manager DIR   also run kube-controller-manager (ReplicaSets -> pods, GC,
+#                                     namespace deletion); pair it with cmd/node-sim to get running pods
 #
 # The env printed (shell syntax, safe to eval) is:
 #   KUBECONFIG                 kubeconfig for a cluster-admin user (token auth, group system:masters)
@@ -240,6 +242,31 @@ start_apiserver() { # dir
   log "kube-apiserver ready again at https://127.0.0.1:$API_PORT"
 }
 
+# Starts kube-controller-manager with the controllers that turn workloads into pods and clean up after
+# them (ReplicaSet, Deployment, garbage collector, namespace, service accounts, EndpointSlices). With
+# cmd/node-sim binding and "running" the pods, Deployments and Argo Rollouts make progress.
+start_controller_manager() { # dir
+  local d="$1" ETCD_CLIENT_PORT API_PORT BIN
+  [ -f "$d/ports" ] || die "$d is not a running instance"
+  # shellcheck disable=SC1091
+  source "$d/ports"
+  local bin="${KUBE_BIN_DIR:-}"
+  [ -n "$bin" ] || bin="$("$here/build.sh" rollouts)"
+  [ -x "$bin/kube-controller-manager" ] || die "kube-controller-manager not built in $bin"
+  "$bin/kube-controller-manager" \
+    --kubeconfig "$d/kubeconfig" \
+    --controllers replicaset,deployment,garbagecollector,namespace,serviceaccount,serviceaccount-token,endpointslice \
+    --service-account-private-key-file "$d/pki/sa.key" --root-ca-file "$d/pki/ca.crt" \
+    --use-service-account-credentials=false --leader-elect=false \
+    --secure-port 0 --concurrent-replicaset-syncs 5 \
+    >"$d/logs/kube-controller-manager.log" 2>&1 </dev/null &
+  echo $! >"$d/pids/kube-controller-manager.pid"
+  sleep 1
+  kill -0 "$(cat "$d/pids/kube-controller-manager.pid")" 2>/dev/null || {
+    tail -n 30 "$d/logs/kube-controller-manager.log" >&2; die "kube-controller-manager exited"; }
+  log "kube-controller-manager started (log: $d/logs/kube-controller-manager.log)"
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   start) start "${1:-}" ;;
@@ -247,6 +274,7 @@ case "$cmd" in
   stop) [ -n "${1:-}" ] || die "usage: apiserver.sh stop DIR"; stop "$1" ;;
   stop-apiserver) [ -n "${1:-}" ] || die "usage: apiserver.sh stop-apiserver DIR"; stop_apiserver "$1" ;;
   start-apiserver) [ -n "${1:-}" ] || die "usage: apiserver.sh start-apiserver DIR"; start_apiserver "$1" ;;
+  start-controller-manager) [ -n "${1:-}" ] || die "usage: apiserver.sh start-controller-manager DIR"; start_controller_manager "$1" ;;
   run)
     [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || die "usage: apiserver.sh run -- CMD..."
@@ -260,5 +288,5 @@ case "$cmd" in
     set +e; "$@"; status=$?; set -e
     exit "$status"
     ;;
-  *) die "usage: apiserver.sh start [DIR] | env DIR | stop DIR | run -- CMD... | stop-apiserver DIR | start-apiserver DIR" ;;
+  *) die "usage: apiserver.sh start [DIR] | env DIR | stop DIR | run -- CMD... | stop-apiserver DIR | start-apiserver DIR | start-controller-manager DIR" ;;
 esac

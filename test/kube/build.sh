@@ -48,6 +48,8 @@ case "$what" in
     build_one rollouts-controller github.com/argoproj/argo-rollouts/cmd/rollouts-controller "$rollouts_ldflags"
     # Argo's own sample metric plugin: proves the plugin path (file:// location, go-plugin exec) works here.
     build_one metrics-plugin-sample github.com/argoproj/argo-rollouts/test/cmd/metrics-plugin-sample "-s -w"
+    # ReplicaSet/GC/namespace controllers, so Rollouts get pods (cmd/node-sim plays scheduler and kubelet).
+    build_one kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
     ;;
   all|apiserver) ;;
   *) echo "build.sh: unknown target '$what' (all|apiserver|rollouts)" >&2; exit 2 ;;

@@ -113,6 +113,10 @@ func (e *Env) StopAPIServer() error { return e.script("stop-apiserver") }
 // returns once /readyz answers.
 func (e *Env) StartAPIServer() error { return e.script("start-apiserver") }
 
+// StartControllerManager runs kube-controller-manager (ReplicaSet, Deployment, GC, namespace, service
+// account and EndpointSlice controllers) against this server; Stop stops it.
+func (e *Env) StartControllerManager() error { return e.script("start-controller-manager") }
+
 func (e *Env) script(command string) error {
 	cmd := exec.Command(filepath.Join(ModuleDir(), "apiserver.sh"), command, e.Dir)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

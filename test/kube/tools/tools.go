@@ -9,5 +9,6 @@ import (
 	_ "github.com/argoproj/argo-rollouts/test/cmd/metrics-plugin-sample"
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
