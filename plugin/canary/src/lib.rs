@@ -1,1 +1,21 @@
-//! Canary analysis job.
+//! The canary analysis behind the sandcanary Argo Rollouts metric plugin.
+//!
+//! [`run`] benches a stable and a canary `sandcanary-proxy` through their session APIs
+//! (interleaved, with fresh ids for cold starts), maps the bench's samples onto the judge's input,
+//! lets the configured judge decide, and on a Failed verdict files (or, in a dry run, renders) a
+//! deduplicated GitHub issue. [`CanaryConfig`] is the plugin's JSON configuration; the protocol
+//! side (crate `sandcanary-plugin`) turns an [`Outcome`] into a measurement.
+
+pub mod analysis;
+pub mod comparison;
+pub mod config;
+pub mod issue;
+pub mod progress;
+
+pub use analysis::{Outcome, RunContext, run};
+pub use config::{CanaryConfig, ConfigError, ResolvedTarget, SecretRef, TargetConfig};
+pub use progress::{Progress, Stage};
+pub use sandcanary_judge::Phase;
+
+/// The JSON Schema of [`CanaryConfig`] (kept in step with the type by a test).
+pub const CONFIG_SCHEMA: &str = include_str!("../schema/sandcanary-config.schema.json");

@@ -1,0 +1,213 @@
+//! Keeps schema/sandcanary-config.schema.json in step with `CanaryConfig`: every example below is
+//! accepted by both or rejected by both, and every key of the type appears in the schema.
+
+use sandcanary_canary::{CONFIG_SCHEMA, CanaryConfig};
+use serde_json::{Value, json};
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(CONFIG_SCHEMA).expect("schema is JSON");
+    let github: Value = serde_json::from_str(include_str!(
+        "../../github/schema/github-config.schema.json"
+    ))
+    .expect("github schema is JSON");
+    let id = github["$id"].as_str().unwrap().to_string();
+    jsonschema::options()
+        .with_resource(id, jsonschema::Resource::from_contents(github))
+        .build(&schema)
+        .expect("schema compiles")
+}
+
+fn base() -> Value {
+    json!({
+        "stable": {"dataUrl": "http://127.0.0.1:9000", "adminUrl": "http://127.0.0.1:9090"},
+        "canary": {"dataUrlArg": "canary-data", "adminUrlArg": "canary-admin"},
+        "sessionApiToken": {"env": "SANDCANARY_ADMIN_TOKEN"},
+        "identityToken": {"file": "/var/run/secrets/sandcanary/identity"}
+    })
+}
+
+fn with(mut v: Value, key: &str, value: Value) -> Value {
+    v[key] = value;
+    v
+}
+
+fn without(mut v: Value, key: &str) -> Value {
+    v.as_object_mut().unwrap().remove(key);
+    v
+}
+
+fn valid_examples() -> Vec<(&'static str, Value)> {
+    vec![
+        ("minimal", base()),
+        (
+            "everything",
+            json!({
+                "stable": {"dataUrl": "ws://stable.proxy:9000", "adminUrl": "http://stable.proxy:9090"},
+                "canary": {"dataUrl": "ws://canary.proxy:9000", "adminUrl": "http://canary.proxy:9090"},
+                "pollSeconds": 15,
+                "sessionApiToken": {"file": "/var/run/secrets/admin"},
+                "identityToken": {"env": "SANDCANARY_IDENTITY_TOKEN"},
+                "idHeader": "X-Sandbox-Id",
+                "scenarios": ["cold", "warm", "restore"],
+                "samples": 30,
+                "pauseMs": 100,
+                "pageUrl": "http://fixture.sandcanary.svc/",
+                "expectTitle": "fixture",
+                "connectTimeoutSeconds": 120,
+                "gotoTimeoutSeconds": 20,
+                "judge": {"type": "statistical", "passScore": 90, "marginalScore": 70,
+                          "metrics": [{"match": "warm.total_ms", "critical": true}]},
+                "github": {"owner": "acme", "repo": "proxy", "labels": ["performance"],
+                           "auth": {"tokenEnv": "GITHUB_TOKEN"}},
+                "dryRun": false,
+                "rollout": {"canaryRevision": "7d9f6c", "stableRevision": "5b1a2e",
+                            "rolloutUrl": "https://argo.example/rollouts/prod/proxy"}
+            }),
+        ),
+        (
+            "threshold judge",
+            with(
+                base(),
+                "judge",
+                json!({"type": "threshold", "maxErrorRate": 0.1,
+                       "limits": [{"match": "warm.total_ms", "p90": 500}]}),
+            ),
+        ),
+        (
+            "llm judge",
+            with(
+                base(),
+                "judge",
+                json!({"type": "llm", "provider": {"type": "a2a", "url": "http://127.0.0.1:1/"},
+                       "confidenceThreshold": 80}),
+            ),
+        ),
+        (
+            "dry run without credentials",
+            with(
+                with(base(), "dryRun", json!(true)),
+                "github",
+                json!({"owner": "acme", "repo": "proxy"}),
+            ),
+        ),
+    ]
+}
+
+fn invalid_examples() -> Vec<(&'static str, Value)> {
+    vec![
+        ("unknown top-level key", with(base(), "sampels", json!(3))),
+        (
+            "unknown target key",
+            with(base(), "stable", json!({"dataUrl": "http://a:1", "adminUrl": "http://a:2", "x": 1})),
+        ),
+        ("missing canary", without(base(), "canary")),
+        ("missing token", without(base(), "identityToken")),
+        (
+            "target without admin URL",
+            with(base(), "stable", json!({"dataUrl": "http://a:1"})),
+        ),
+        (
+            "target with URL and arg",
+            with(
+                base(),
+                "stable",
+                json!({"dataUrl": "http://a:1", "dataUrlArg": "d", "adminUrl": "http://a:2"}),
+            ),
+        ),
+        ("samples is a string", with(base(), "samples", json!("10"))),
+        ("samples is zero", with(base(), "samples", json!(0))),
+        ("unknown scenario", with(base(), "scenarios", json!(["tepid"]))),
+        ("duplicate scenario", with(base(), "scenarios", json!(["warm", "warm"]))),
+        ("no scenarios", with(base(), "scenarios", json!([]))),
+        ("inline secret", with(base(), "sessionApiToken", json!("s3cret"))),
+        (
+            "secret with both sources",
+            with(base(), "sessionApiToken", json!({"env": "A", "file": "/b"})),
+        ),
+        ("page URL not http", with(base(), "pageUrl", json!("file:///etc/passwd"))),
+        ("unknown judge", with(base(), "judge", json!({"type": "magic"}))),
+        (
+            "unknown judge key",
+            with(base(), "judge", json!({"type": "statistical", "pasScore": 90})),
+        ),
+        (
+            "unknown github key",
+            with(base(), "github", json!({"owner": "acme", "repo": "proxy", "dryrun": true})),
+        ),
+        ("unknown rollout key", with(base(), "rollout", json!({"revision": "x"}))),
+        ("pollSeconds zero", with(base(), "pollSeconds", json!(0))),
+    ]
+}
+
+#[test]
+fn valid_examples_are_accepted_by_schema_and_type() {
+    let v = validator();
+    for (name, example) in valid_examples() {
+        let errors: Vec<String> = v.iter_errors(&example).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: schema rejects: {errors:?}");
+        if let Err(e) = CanaryConfig::from_value(example) {
+            panic!("{name}: type rejects: {e}");
+        }
+    }
+}
+
+#[test]
+fn invalid_examples_are_rejected_by_schema_and_type() {
+    let v = validator();
+    for (name, example) in invalid_examples() {
+        assert!(!v.is_valid(&example), "{name}: schema accepts it");
+        assert!(
+            CanaryConfig::from_value(example).is_err(),
+            "{name}: type accepts it"
+        );
+    }
+}
+
+/// One rule the schema cannot state: GitHub credentials are required unless it is a dry run
+/// (the github crate's schema says so in words only). The type enforces it.
+#[test]
+fn github_without_credentials_is_rejected_by_the_type() {
+    let e = CanaryConfig::from_value(with(
+        base(),
+        "github",
+        json!({"owner": "acme", "repo": "proxy"}),
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "github", "{e}");
+}
+
+/// Every key the type serializes (with all options set) is a property in the schema, so a field
+/// added to the type without the schema fails here.
+#[test]
+fn every_key_of_the_type_is_in_the_schema() {
+    let schema: Value = serde_json::from_str(CONFIG_SCHEMA).unwrap();
+    let full = CanaryConfig::from_value(valid_examples()[1].1.clone()).unwrap();
+    let mut full = serde_json::to_value(&full).unwrap();
+    full["rollout"]["analysisRunUrl"] = json!("https://argo.example/run");
+    full["canary"] = json!({"dataUrlArg": "d", "adminUrlArg": "a"});
+    let props = |v: &Value| -> Vec<String> {
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let top = props(&schema);
+    for key in full.as_object().unwrap().keys() {
+        assert!(top.contains(key), "schema lacks top-level key {key}");
+    }
+    let target = props(&schema["$defs"]["target"]);
+    for side in ["stable", "canary"] {
+        for key in full[side].as_object().unwrap().keys() {
+            assert!(target.contains(key), "schema lacks target key {key}");
+        }
+    }
+    let rollout = props(&schema["properties"]["rollout"]);
+    for key in full["rollout"].as_object().unwrap().keys() {
+        assert!(rollout.contains(key), "schema lacks rollout key {key}");
+    }
+    for key in full["sessionApiToken"].as_object().unwrap().keys() {
+        assert!(props(&schema["$defs"]["secret"]).contains(key));
+    }
+}
