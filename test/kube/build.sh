@@ -32,7 +32,7 @@ build_one() { # name package ldflags
   fi
   local start=$SECONDS
   echo "build.sh: building $name from $pkg ..." >&2
-  CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg"
+  CGO_ENABLED=0 nice -n 10 go build -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg"
   mv "$bin/$name.tmp" "$bin/$name"
   echo "build.sh: $name built in $((SECONDS - start))s ($(du -h "$bin/$name" | cut -f1))" >&2
 }
