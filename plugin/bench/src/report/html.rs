@@ -44,7 +44,9 @@ pub fn render_html(report: &Report) -> String {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sandcanary bench report</title>\n\
 <style>body{{font-family:sans-serif;margin:2em}} pre{{background:#f4f4f4;padding:1em}} \
 svg.chart{{display:block;margin:0.5em 0 1.5em 0}} text{{font-size:12px}}</style></head>\n\
-<body><h1>sandcanary bench report</h1>\n<p>page: {}</p>\n<pre>{table}</pre>\n{body}</body></html>\n",
+<body><h1>sandcanary bench report</h1>\n<p>page: {}</p>\n\
+<p>Each dot is one successful sample; the solid mark is the median (p50), the dashed mark p90. \
+Failed samples are listed under the table, not drawn.</p>\n<pre>{table}</pre>\n{body}</body></html>\n",
         escape(&report.page_url)
     )
 }
@@ -92,10 +94,10 @@ xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"><title>{sc} {}</title>",
             );
         }
         if let Some(st) = crate::stats::PhaseStats::from_ms(&vs) {
-            for (q, label) in [(st.p50, "p50"), (st.p90, "p90")] {
+            for (q, label, dash) in [(st.p50, "p50", "none"), (st.p90, "p90", "3 2")] {
                 let _ = writeln!(
                     svg,
-                    "<line class=\"{label}\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+                    "<line class=\"{label}\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>",
                     x(q),
                     y - 10.0,
                     y + 10.0
