@@ -206,7 +206,7 @@ impl MetricProvider for Conformance {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     goplugin::hclog::init("conformance", tracing::Level::TRACE);
     match serve_metric_provider(Arc::new(Conformance)).await {
