@@ -22,12 +22,16 @@ use support::{DelayRelay, Proxy, Secrets, start_proxy};
 /// Samples per scenario and side: enough for the exact Mann-Whitney interval at 98 % (5 per
 /// side), one spare for a failed sample.
 const SAMPLES: usize = 6;
-/// Added to every connection to the regressed canary.
-const DELAY: Duration = Duration::from_millis(400);
+/// Added to every connection to the regressed canary: large against the run-to-run noise of a
+/// loaded 2-core CI machine (warm totals of 0.3-1.7 s were seen while other suites ran).
+const DELAY: Duration = Duration::from_millis(1500);
+/// Warm samples per side in the regressed run (warm only: cold starts cost seconds each).
+const WARM_SAMPLES: usize = 8;
 
 /// A judge that cannot be tipped by A/A noise with this few samples: only total latency and the
-/// error rates count, a location shift must also be a 1.5x mean increase, warm total is critical,
-/// and one stray non-critical failure out of four metrics still passes.
+/// error rates count (plus warm connect, where the injected delay lands), a location shift must
+/// also be a 1.5x mean increase, warm total is critical, and one stray non-critical failure out
+/// of five metrics still passes.
 fn judge() -> Value {
     json!({
         "type": "statistical",
@@ -36,6 +40,7 @@ fn judge() -> Value {
         "defaults": {"muted": true},
         "metrics": [
             {"match": "warm.total_ms", "muted": false, "critical": true, "allowedIncrease": 1.5},
+            {"match": "warm.connect_ms", "muted": false, "allowedIncrease": 1.5},
             {"match": "cold.total_ms", "muted": false, "allowedIncrease": 1.5},
             {"match": "*.errors", "muted": false}
         ]
@@ -108,6 +113,8 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     let relay = DelayRelay::start(canary.data_port, DELAY).await;
     let github = FakeGithub::start(Auth::Token("ghp_canary_test_token".into())).await;
     let mut raw = config(&stable, &relay.url, &canary.admin, &secrets);
+    raw["scenarios"] = json!(["warm"]);
+    raw["samples"] = json!(WARM_SAMPLES);
     raw["github"] = json!({
         "owner": fake_github::OWNER,
         "repo": fake_github::REPO,
@@ -151,6 +158,8 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     let labels = issues[0]["labels"].to_string();
     assert!(labels.contains("performance"), "{labels}");
     assert!(out.summary["issue"].starts_with("created "), "{:?}", out.summary);
+    assert_eq!(out.phase.to_string(), "Failed");
+    assert_eq!(out.value(), "0.00", "a failed critical metric scores 0");
     for r in github.requests() {
         assert_eq!(
             r.header("authorization").as_deref(),
