@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::admin::{self, AdminState};
 use crate::backend::Backend;
 use crate::backend::local::LocalBackend;
+use crate::backend::sandbox_claim::{SandboxClaimBackend, SandboxClaimSettings};
 use crate::config::{BackendKind, Config};
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::identity::{Chain, Identity};
@@ -34,12 +35,40 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Neither KUBECONFIG nor the in-cluster service account gave a usable client.
+    #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
+    Kube(#[source] kube::Error),
 }
 
-/// Builds the backend the configuration names.
-pub fn backend_for(cfg: &Config) -> Arc<dyn Backend> {
+/// A Kubernetes client from KUBECONFIG (or ~/.kube/config) or, in a pod, the service account: the
+/// same code in and out of a cluster.
+pub async fn kube_client() -> Result<kube::Client, StartError> {
+    kube::Client::try_default().await.map_err(StartError::Kube)
+}
+
+/// Builds the backend the configuration names; cluster backends need `kube`.
+pub fn backend_for(cfg: &Config, kube: Option<kube::Client>) -> Arc<dyn Backend> {
     match cfg.backend {
         BackendKind::Local => Arc::new(LocalBackend::new(cfg.local.clone())),
+        BackendKind::SandboxClaim => {
+            let claim = cfg
+                .sandbox_claim
+                .as_ref()
+                .expect("validated: sandboxclaim has its settings");
+            Arc::new(SandboxClaimBackend::new(
+                kube.expect("cluster backends get a Kubernetes client"),
+                SandboxClaimSettings {
+                    namespace: cfg
+                        .pod_namespace
+                        .clone()
+                        .expect("validated: cluster backends have POD_NAMESPACE"),
+                    warmpool: claim.warmpool_name.clone(),
+                    label_key: cfg.label_key.clone(),
+                    sandbox_port: cfg.sandbox_port,
+                    mcp_port: cfg.sandbox_mcp_port,
+                },
+            ))
+        }
         other => unreachable!(
             "backend {} is rejected by config validation",
             other.as_str()
@@ -72,8 +101,13 @@ impl Running {
 
 /// Starts the proxy with the backend and identity the configuration names.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
-    let backend = backend_for(&cfg);
-    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    let kube = if cfg.needs_kube() {
+        Some(kube_client().await?)
+    } else {
+        None
+    };
+    let backend = backend_for(&cfg, kube.clone());
+    let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube));
     start_with(cfg, backend, identity).await
 }
 

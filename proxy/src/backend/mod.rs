@@ -1,7 +1,10 @@
 //! Where sandboxes come from. Each backend turns a sandbox id into a ready endpoint; the session manager
 //! makes sure at most one `ensure` per id runs at a time, so backends need not.
 
+pub mod cluster;
 pub mod local;
+pub mod naming;
+pub mod sandbox_claim;
 
 use std::fmt;
 

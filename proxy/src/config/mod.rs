@@ -119,6 +119,17 @@ pub struct RawConfig {
     /// Log format: json or text.
     #[arg(long, env = "LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Budget of the API fallback lookup for a caller the pod cache does not know yet (informer lag);
+    /// after it the caller gets 403.
+    #[arg(long, env = "IDENTITY_LOOKUP_TIMEOUT")]
+    pub identity_lookup_timeout: Option<String>,
+    /// sandboxclaim backend: the SandboxWarmPool every claim references.
+    #[arg(long, env = "WARMPOOL_NAME")]
+    pub warmpool_name: Option<String>,
+    /// sandboxclaim backend: accepted for compatibility with the reference; v1beta1 claims reference
+    /// only the warm pool, so it is not used.
+    #[arg(long, env = "SANDBOX_TEMPLATE_NAME")]
+    pub sandbox_template_name: Option<String>,
     /// Local backend: the sandbox server program.
     #[arg(long, env = "LOCAL_SANDBOX_SERVER")]
     pub local_sandbox_server: Option<String>,
@@ -232,6 +243,12 @@ pub struct LocalConfig {
     pub start_timeout: Duration,
 }
 
+/// Settings of the `sandboxclaim` backend (agent-sandbox and OpenShell).
+#[derive(Debug, Clone)]
+pub struct SandboxClaimConfig {
+    pub warmpool_name: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
@@ -260,6 +277,17 @@ pub struct Config {
     pub upstream_origin: OriginPolicy,
     pub log_format: LogFormat,
     pub local: LocalConfig,
+    /// Budget of the pod identity's API fallback lookup.
+    pub identity_lookup_timeout: Duration,
+    /// Set when BACKEND=sandboxclaim.
+    pub sandbox_claim: Option<SandboxClaimConfig>,
+}
+
+impl Config {
+    /// Whether the proxy talks to a Kubernetes API server (a cluster backend or pod identity).
+    pub fn needs_kube(&self) -> bool {
+        self.backend != BackendKind::Local || self.identity.contains(&IdentitySource::Pods)
+    }
 }
 
 fn set(v: &Option<String>) -> Option<&str> {
@@ -563,10 +591,15 @@ impl Config {
                 }
             }
         }
-        if backend == BackendKind::Local && identity.contains(&IdentitySource::Pods) {
+        let identity_lookup_timeout = positive_dur(
+            "IDENTITY_LOOKUP_TIMEOUT",
+            &raw.identity_lookup_timeout,
+            "2s",
+        )?;
+        if identity.contains(&IdentitySource::Pods) && pod_namespace.is_none() {
             return Err(err(
-                "IDENTITY",
-                "the pods identity source needs the Kubernetes support that this build does not have yet; use static or token",
+                "POD_NAMESPACE",
+                "POD_NAMESPACE is required (set via downward API)",
             ));
         }
         if identity.contains(&IdentitySource::Static) && static_identities.is_empty() {
@@ -670,14 +703,36 @@ impl Config {
                     "POD_NAMESPACE is required (set via downward API)",
                 ));
             }
-            return Err(err(
-                "BACKEND",
-                format!(
-                    "BACKEND {:?} needs the Kubernetes support that this build does not have yet; use local",
-                    backend.as_str()
-                ),
-            ));
+            if backend != BackendKind::SandboxClaim {
+                return Err(err(
+                    "BACKEND",
+                    format!(
+                        "BACKEND {:?} is not available in this build yet; use local or sandboxclaim",
+                        backend.as_str()
+                    ),
+                ));
+            }
         }
+        let sandbox_claim = if backend == BackendKind::SandboxClaim {
+            let Some(pool) = set(&raw.warmpool_name) else {
+                return Err(err(
+                    "WARMPOOL_NAME",
+                    "WARMPOOL_NAME is required for sandboxclaim backend",
+                ));
+            };
+            let pool = pool.trim().to_string();
+            if !crate::backend::naming::valid_object_name(&pool) {
+                return Err(err(
+                    "WARMPOOL_NAME",
+                    format!("{pool:?} is not a valid object name (DNS-1123 subdomain)"),
+                ));
+            }
+            Some(SandboxClaimConfig {
+                warmpool_name: pool,
+            })
+        } else {
+            None
+        };
 
         Ok(Config {
             listen_addr,
@@ -706,6 +761,8 @@ impl Config {
             upstream_origin,
             log_format,
             local,
+            identity_lookup_timeout,
+            sandbox_claim,
         })
     }
 }
@@ -991,6 +1048,86 @@ mod tests {
             "SESSION_API_TOKEN",
             "not both",
         );
+    }
+
+    fn cluster() -> RawConfig {
+        RawConfig {
+            backend: Some("sandboxclaim".into()),
+            pod_namespace: Some("proxy".into()),
+            warmpool_name: Some("playwright".into()),
+            identity_static: None,
+            ..base()
+        }
+    }
+
+    #[test]
+    fn sandboxclaim_defaults_to_pod_identity_and_needs_a_warm_pool() {
+        let c = Config::from_raw(cluster()).unwrap();
+        assert_eq!(c.backend, BackendKind::SandboxClaim);
+        assert_eq!(c.identity, vec![IdentitySource::Pods]);
+        assert_eq!(c.identity_lookup_timeout, Duration::from_secs(2));
+        assert_eq!(c.sandbox_claim.unwrap().warmpool_name, "playwright");
+        assert!(
+            Config::from_raw(RawConfig {
+                identity: Some("static".into()),
+                ..base()
+            })
+            .unwrap()
+            .sandbox_claim
+            .is_none()
+        );
+        fails(
+            RawConfig {
+                warmpool_name: None,
+                ..cluster()
+            },
+            "WARMPOOL_NAME",
+            "WARMPOOL_NAME is required for sandboxclaim backend",
+        );
+        fails(
+            RawConfig {
+                warmpool_name: Some("Not_A_Name".into()),
+                ..cluster()
+            },
+            "WARMPOOL_NAME",
+            "not a valid object name",
+        );
+        fails(
+            RawConfig {
+                identity_lookup_timeout: Some("0s".into()),
+                ..cluster()
+            },
+            "IDENTITY_LOOKUP_TIMEOUT",
+            "greater than zero",
+        );
+        fails(
+            RawConfig {
+                backend: Some("isola".into()),
+                ..cluster()
+            },
+            "BACKEND",
+            "not available in this build yet",
+        );
+    }
+
+    #[test]
+    fn pod_identity_needs_a_namespace_even_with_the_local_backend() {
+        fails(
+            RawConfig {
+                identity: Some("pods".into()),
+                ..base()
+            },
+            "POD_NAMESPACE",
+            "POD_NAMESPACE is required",
+        );
+        let c = Config::from_raw(RawConfig {
+            identity: Some("static,pods".into()),
+            pod_namespace: Some("proxy".into()),
+            ..base()
+        })
+        .unwrap();
+        assert!(c.needs_kube());
+        assert!(!Config::from_raw(base()).unwrap().needs_kube());
     }
 
     #[test]

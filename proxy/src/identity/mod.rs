@@ -1,6 +1,7 @@
 //! Who is calling: turns a request (its source address and, in token mode, its headers) into the
 //! sandbox id it may use. Headers never choose the id unless the token source is configured.
 
+pub mod pods;
 mod static_map;
 mod token;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::HeaderMap;
 
+pub use pods::PodIdentity;
 pub use static_map::StaticIdentity;
 pub use token::TokenIdentity;
 
@@ -50,7 +52,15 @@ impl Chain {
         Self { sources }
     }
 
+    /// The sources the configuration names, without `pods` (which needs a Kubernetes client; see
+    /// [`Chain::with_kube`]).
     pub fn from_config(cfg: &Config) -> Self {
+        Self::with_kube(cfg, None)
+    }
+
+    /// The sources the configuration names; `pods` watches through `kube`, which must be given when
+    /// the configuration lists it.
+    pub fn with_kube(cfg: &Config, kube: Option<kube::Client>) -> Self {
         let mut sources: Vec<Arc<dyn Identity>> = Vec::new();
         for src in &cfg.identity {
             match src {
@@ -63,7 +73,19 @@ impl Chain {
                         .expect("validated: token mode has a token"),
                     cfg.identity_id_header.clone(),
                 ))),
-                IdentitySource::Pods => unreachable!("rejected by config validation"),
+                IdentitySource::Pods => {
+                    let client = kube
+                        .clone()
+                        .expect("the pods identity source needs a Kubernetes client");
+                    sources.push(Arc::new(PodIdentity::start(
+                        client,
+                        cfg.pod_namespace
+                            .as_deref()
+                            .expect("validated: pods identity has POD_NAMESPACE"),
+                        &cfg.label_key,
+                        cfg.identity_lookup_timeout,
+                    )))
+                }
             }
         }
         Self::new(sources)
