@@ -89,7 +89,7 @@ async function startProxy(opts) {
       SESSION_API_TOKEN: sessionToken,
       LOCAL_SANDBOX_SERVER: path.join(root, 'deploy/sandbox/server.js'),
       LOCAL_WARM_POOL: String(opts.pool),
-      LOCAL_MAX_SANDBOXES: String(opts.pool + 3),
+      LOCAL_MAX_SANDBOXES: String(opts.pool + 4),
       LOCAL_TMP_DIR: tmp,
       IDLE_TTL: '1h',
       LOG_FORMAT: 'text',
@@ -269,6 +269,7 @@ async function main() {
     // 3. Cold (fresh id, bound from the warm pool) vs warm, both through the proxy.
     const cold = [];
     const warm2 = [];
+    const prebound = [];
     const ensureMs = [];
     for (let i = 0; i < opts.coldSamples; i++) {
       // Pool full (opts.pool ready sandboxes beside the one bound to "warm"), then let Chromium's start-up settle.
@@ -286,11 +287,19 @@ async function main() {
       const t0 = performance.now();
       await api(proxy, 'PUT', `/v1/sessions/${eid}`);
       ensureMs.push(performance.now() - t0);
+      // Diagnostic arm: the same never-used sandbox, but only after the pool has refilled, so the
+      // refill's Chromium start no longer competes for the CPU. Cold minus this is refill contention;
+      // this minus warm is the cost of a browser's first session.
+      await waitForPool(proxy, opts.pool + 2, 120000);
+      await sleep(1500);
+      prebound.push(await proxied(eid));
       await api(proxy, 'DELETE', `/v1/sessions/${eid}`);
     }
     const coldRatio = median(cold.map((s) => s.total)) / median(warm2.map((s) => s.total));
     table(`Cold session from the warm pool (LOCAL_WARM_POOL=${opts.pool}) vs warm session, both through the proxy (ms, n=${opts.coldSamples} each)`,
       ['phase', 'warm median', 'cold median', 'ratio', 'warm p95', 'cold p95'], phaseRows(warm2, 'warm', cold, 'cold'));
+    table('Diagnostic: fresh sandbox bound first, session only after the pool refilled (ms)',
+      ['phase', 'warm median', 'fresh, refilled median', 'ratio', 'warm p95', 'fresh, refilled p95'], phaseRows(warm2, 'warm', prebound, 'prebound'));
     console.log(`session API ensure of a fresh id from a full pool: median ${fmt(median(ensureMs))} ms, max ${fmt(Math.max(...ensureMs))} ms`);
     console.log(`cold total / warm total: ${coldRatio.toFixed(3)} (target <= 1.2): ${coldRatio <= 1.2 ? 'met' : 'NOT met'}`);
   } finally {
