@@ -8,7 +8,7 @@
 //      with the pool refilled and the machine settled before every cold sample.
 //
 // Usage: node bench/proxy/playwright-session.js --proxy <path to sandcanary-proxy>
-//        [--warm-samples 20] [--cold-samples 8] [--pool 1]
+//        [--warm-samples 40] [--cold-samples 8] [--pool 1]
 // It starts the proxy itself on free loopback ports and stops it (and so every sandbox) at the end.
 const fs = require('fs');
 const http = require('http');
@@ -21,7 +21,7 @@ const root = path.resolve(__dirname, '..', '..');
 const { chromium } = require(path.join(root, 'test/playwright/node_modules/playwright-core'));
 
 function parseArgs(argv) {
-  const opts = { proxy: null, warmSamples: 20, coldSamples: 8, pool: 1 };
+  const opts = { proxy: null, warmSamples: 40, coldSamples: 8, pool: 1 };
   for (let i = 0; i < argv.length; i++) {
     const next = () => {
       if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
