@@ -226,7 +226,10 @@ async fn run_inner(
             .await
             .is_err()
         {
-            tracing::warn!(target = t.name(), "releasing sandboxes took too long; left to the proxy's idle reaper");
+            tracing::warn!(
+                target = t.name(),
+                "releasing sandboxes took too long; left to the proxy's idle reaper"
+            );
         }
     }
     let Some(samples) = benched else {

@@ -200,7 +200,10 @@ impl CanaryConfig {
             ));
         }
         if self.scenarios.is_empty() {
-            return Err(ConfigError::at("scenarios", "must name at least one scenario"));
+            return Err(ConfigError::at(
+                "scenarios",
+                "must name at least one scenario",
+            ));
         }
         for (i, s) in self.scenarios.iter().enumerate() {
             if self.scenarios[..i].contains(s) {
@@ -325,12 +328,15 @@ impl TargetConfig {
                     format!("missing: the {side} target needs {name} or {name}Arg"),
                 ));
             };
-            let value = args.get(arg).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                ConfigError::at(
-                    format!("{side}.{name}Arg"),
-                    format!("the AnalysisRun has no (non-empty) argument named {arg:?}"),
-                )
-            })?;
+            let value = args
+                .get(arg)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    ConfigError::at(
+                        format!("{side}.{name}Arg"),
+                        format!("the AnalysisRun has no (non-empty) argument named {arg:?}"),
+                    )
+                })?;
             check_target_url(side, &format!("{name}Arg"), value)?;
             Ok(value.clone())
         };
@@ -562,7 +568,11 @@ mod tests {
                 json!({"env": "A", "file": "/b"}),
                 "sessionApiToken",
             ),
-            ("github", json!({"owner": "acme", "repo": "proxy"}), "github"),
+            (
+                "github",
+                json!({"owner": "acme", "repo": "proxy"}),
+                "github",
+            ),
         ] {
             let mut v = minimal();
             v[key] = value;
@@ -597,7 +607,11 @@ mod tests {
             env: Some("SANDCANARY_TEST_SURELY_UNSET_VAR".into()),
             file: None,
         };
-        assert!(r.read().unwrap_err().contains("SANDCANARY_TEST_SURELY_UNSET_VAR"));
+        assert!(
+            r.read()
+                .unwrap_err()
+                .contains("SANDCANARY_TEST_SURELY_UNSET_VAR")
+        );
     }
 
     #[test]

@@ -83,3 +83,86 @@ pub fn describe(outcome: &ReportOutcome) -> String {
         ReportOutcome::AlreadyReported { url, .. } => format!("already reported in {url}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandcanary_bench::scenario::{Sample, Scenario};
+    use sandcanary_judge::{Classification, MetricResult};
+
+    fn sample(target: &str, total: f64) -> Sample {
+        Sample {
+            target: target.into(),
+            scenario: Scenario::Warm,
+            index: 0,
+            ok: true,
+            error: None,
+            connect_ms: Some(1.0),
+            new_page_ms: Some(1.0),
+            goto_ms: Some(1.0),
+            total_ms: Some(total),
+            status: Some(200),
+            title: None,
+            instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn dry_run_renders_the_issue_without_credentials_or_network() {
+        let config = CanaryConfig::from_value(serde_json::json!({
+            "stable": {"dataUrl": "http://127.0.0.1:1", "adminUrl": "http://127.0.0.1:2"},
+            "canary": {"dataUrl": "http://127.0.0.1:3", "adminUrl": "http://127.0.0.1:4"},
+            "sessionApiToken": {"env": "A"},
+            "identityToken": {"env": "B"},
+            // An unreachable API URL: a dry run must not try it.
+            "github": {"owner": "acme", "repo": "proxy", "apiUrl": "http://127.0.0.1:9", "labels": ["perf"]},
+            "dryRun": true,
+            "rollout": {"canaryRevision": "c0ffee"}
+        }))
+        .unwrap();
+        let ctx = RunContext {
+            namespace: "prod".into(),
+            analysis_run: "proxy-c0ffee-1".into(),
+            rollout: Some("proxy".into()),
+            ..Default::default()
+        };
+        let report = Report::new(
+            "http://x/",
+            vec![sample("stable", 100.0), sample("canary", 900.0)],
+        );
+        let verdict = Verdict {
+            judge: "statistical".into(),
+            phase: sandcanary_judge::Phase::Failed,
+            score: 0.0,
+            metrics: vec![MetricResult {
+                metric: "warm.total_ms".into(),
+                classification: Classification::High,
+                critical: true,
+                weight: 1.0,
+                stable: None,
+                canary: None,
+                stats: Default::default(),
+                reason: "slower @maintainer".into(),
+            }],
+            reasons: vec!["warm.total_ms is High: @maintainer look".into()],
+            summary: "statistical: Failed".into(),
+            audit: Default::default(),
+        };
+        let failed = failed_verdict(&config, &ctx, &report, &verdict);
+        assert_eq!(failed.failing_metrics, vec!["warm.total_ms".to_string()]);
+        assert_eq!(failed.canary_revision, "c0ffee");
+        assert_eq!(failed.stable_revision, "unknown");
+        assert_eq!(failed.comparison.len(), 4);
+        let outcome = file(config.github_effective().unwrap(), &failed)
+            .await
+            .unwrap();
+        let ReportOutcome::DryRun { draft, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(draft.labels.contains(&"perf".to_string()));
+        assert!(draft.body.contains("total_ms"), "{}", draft.body);
+        // Mentions from measured data or judge text are defused by the github crate.
+        assert!(!draft.body.contains("@maintainer"), "{}", draft.body);
+        assert_eq!(describe(&outcome), "dry run (not sent)");
+    }
+}

@@ -107,7 +107,9 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     assert!(out.table.contains("| warm | total_ms |"), "{}", out.table);
     let metadata = serde_json::to_string(&out.summary).unwrap();
     assert!(metadata.len() < 1024, "metadata too large: {metadata}");
-    assert!(!metadata.contains(support::ADMIN_TOKEN) && !metadata.contains(support::IDENTITY_TOKEN));
+    assert!(
+        !metadata.contains(support::ADMIN_TOKEN) && !metadata.contains(support::IDENTITY_TOKEN)
+    );
 
     // The same canary behind a relay that delays every connection.
     let relay = DelayRelay::start(canary.data_port, DELAY).await;
@@ -122,7 +124,8 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
         "labels": ["performance"],
         "auth": {"tokenFile": secrets.path("github")}
     });
-    raw["rollout"]["analysisRunUrl"] = json!("https://argo.example/analysisruns/prod/proxy-c0ffee-2");
+    raw["rollout"]["analysisRunUrl"] =
+        json!("https://argo.example/analysisruns/prod/proxy-c0ffee-2");
     let cfg = parse(raw);
     let started = Instant::now();
     let out = run(
@@ -157,7 +160,11 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     assert!(body.contains("c0ffee"), "{body}");
     let labels = issues[0]["labels"].to_string();
     assert!(labels.contains("performance"), "{labels}");
-    assert!(out.summary["issue"].starts_with("created "), "{:?}", out.summary);
+    assert!(
+        out.summary["issue"].starts_with("created "),
+        "{:?}",
+        out.summary
+    );
     assert_eq!(out.phase.to_string(), "Failed");
     assert_eq!(out.value(), "0.00", "a failed critical metric scores 0");
     for r in github.requests() {
@@ -184,30 +191,60 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
     )
     .await;
     assert_eq!(out.phase, Phase::Error);
-    assert!(out.message.starts_with("canary target: session API"), "{}", out.message);
+    assert!(
+        out.message.starts_with("canary target: session API"),
+        "{}",
+        out.message
+    );
     assert!(out.message.contains("unreachable"), "{}", out.message);
     assert!(t.elapsed() < Duration::from_secs(15));
     assert_eq!(out.value(), "");
 
     // A data port that takes no connections.
     let cfg = parse(config(&stable, &closed, &stable.admin, &secrets));
-    let out = run(&cfg, &context(&closed, "r2"), CancellationToken::new(), Progress::new()).await;
+    let out = run(
+        &cfg,
+        &context(&closed, "r2"),
+        CancellationToken::new(),
+        Progress::new(),
+    )
+    .await;
     assert_eq!(out.phase, Phase::Error);
     assert!(out.message.contains("data port"), "{}", out.message);
 
     // A wrong session-API token.
     std::fs::write(secrets.path("admin"), "not-the-token").unwrap();
     let cfg = parse(config(&stable, &stable.data, &stable.admin, &secrets));
-    let out = run(&cfg, &context(&stable.data, "r3"), CancellationToken::new(), Progress::new()).await;
+    let out = run(
+        &cfg,
+        &context(&stable.data, "r3"),
+        CancellationToken::new(),
+        Progress::new(),
+    )
+    .await;
     assert_eq!(out.phase, Phase::Error);
-    assert!(out.message.contains("refused the sessionApiToken"), "{}", out.message);
+    assert!(
+        out.message.contains("refused the sessionApiToken"),
+        "{}",
+        out.message
+    );
     assert!(!out.message.contains("not-the-token"), "{}", out.message);
 
     // A missing secret file names the file, and a missing argument names the field.
     std::fs::remove_file(secrets.path("admin")).unwrap();
-    let out = run(&cfg, &context(&stable.data, "r4"), CancellationToken::new(), Progress::new()).await;
+    let out = run(
+        &cfg,
+        &context(&stable.data, "r4"),
+        CancellationToken::new(),
+        Progress::new(),
+    )
+    .await;
     assert_eq!(out.phase, Phase::Error);
-    assert!(out.message.starts_with("sessionApiToken: cannot read file"), "{}", out.message);
+    assert!(
+        out.message.starts_with("sessionApiToken: cannot read file"),
+        "{}",
+        out.message
+    );
     let mut ctx = context(&stable.data, "r5");
     ctx.args.clear();
     let out = run(&cfg, &ctx, CancellationToken::new(), Progress::new()).await;

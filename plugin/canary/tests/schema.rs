@@ -98,7 +98,11 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
         ("unknown top-level key", with(base(), "sampels", json!(3))),
         (
             "unknown target key",
-            with(base(), "stable", json!({"dataUrl": "http://a:1", "adminUrl": "http://a:2", "x": 1})),
+            with(
+                base(),
+                "stable",
+                json!({"dataUrl": "http://a:1", "adminUrl": "http://a:2", "x": 1}),
+            ),
         ),
         ("missing canary", without(base(), "canary")),
         ("missing token", without(base(), "identityToken")),
@@ -116,25 +120,51 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
         ),
         ("samples is a string", with(base(), "samples", json!("10"))),
         ("samples is zero", with(base(), "samples", json!(0))),
-        ("unknown scenario", with(base(), "scenarios", json!(["tepid"]))),
-        ("duplicate scenario", with(base(), "scenarios", json!(["warm", "warm"]))),
+        (
+            "unknown scenario",
+            with(base(), "scenarios", json!(["tepid"])),
+        ),
+        (
+            "duplicate scenario",
+            with(base(), "scenarios", json!(["warm", "warm"])),
+        ),
         ("no scenarios", with(base(), "scenarios", json!([]))),
-        ("inline secret", with(base(), "sessionApiToken", json!("s3cret"))),
+        (
+            "inline secret",
+            with(base(), "sessionApiToken", json!("s3cret")),
+        ),
         (
             "secret with both sources",
             with(base(), "sessionApiToken", json!({"env": "A", "file": "/b"})),
         ),
-        ("page URL not http", with(base(), "pageUrl", json!("file:///etc/passwd"))),
-        ("unknown judge", with(base(), "judge", json!({"type": "magic"}))),
+        (
+            "page URL not http",
+            with(base(), "pageUrl", json!("file:///etc/passwd")),
+        ),
+        (
+            "unknown judge",
+            with(base(), "judge", json!({"type": "magic"})),
+        ),
         (
             "unknown judge key",
-            with(base(), "judge", json!({"type": "statistical", "pasScore": 90})),
+            with(
+                base(),
+                "judge",
+                json!({"type": "statistical", "pasScore": 90}),
+            ),
         ),
         (
             "unknown github key",
-            with(base(), "github", json!({"owner": "acme", "repo": "proxy", "dryrun": true})),
+            with(
+                base(),
+                "github",
+                json!({"owner": "acme", "repo": "proxy", "dryrun": true}),
+            ),
         ),
-        ("unknown rollout key", with(base(), "rollout", json!({"revision": "x"}))),
+        (
+            "unknown rollout key",
+            with(base(), "rollout", json!({"revision": "x"})),
+        ),
         ("pollSeconds zero", with(base(), "pollSeconds", json!(0))),
     ]
 }

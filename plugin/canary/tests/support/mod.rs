@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+pub mod delay_relay;
+pub use delay_relay::DelayRelay;
 
 pub const ADMIN_TOKEN: &str = "canary-test-admin-token-0123456789";
 pub const IDENTITY_TOKEN: &str = "canary-test-identity-token-0123456789";
@@ -75,8 +76,7 @@ pub async fn start_proxy(label: &str) -> Proxy {
         "run `make setup-node` first: deploy/sandbox/node_modules is missing"
     );
     let (data_port, admin_port) = (free_port(), free_port());
-    let log_path =
-        std::env::temp_dir().join(format!("sandcanary-canary-{label}-{data_port}.log"));
+    let log_path = std::env::temp_dir().join(format!("sandcanary-canary-{label}-{data_port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     eprintln!("{label} proxy log: {}", log_path.display());
     let child = Command::new(proxy_binary())
@@ -109,39 +109,6 @@ pub async fn start_proxy(label: &str) -> Proxy {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{label} proxy never became healthy at {healthz}");
-}
-
-/// A TCP relay that waits `delay` before connecting each accepted connection upstream: every
-/// Playwright connect through it is slower by that much, the way a regressed proxy would be.
-pub struct DelayRelay {
-    pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DelayRelay {
-    pub async fn start(upstream_port: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream_port)).await
-                    else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-            }
-        });
-        Self { url, task }
-    }
-}
-
-impl Drop for DelayRelay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Token files for the config's `{file: ...}` secret references (no process-wide env changes).
