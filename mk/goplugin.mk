@@ -2,8 +2,9 @@
 # `cargo test --workspace`; this fragment adds the Go conformance harness, which drives the Rust
 # plugin binaries with argo-rollouts' real Go client, against two argo release lines.
 GOPLUGIN_CONFORMANCE := test/conformance
-# v1.9.1 (go-plugin v1.6.3) is go.mod; the second release line has its own module file.
-GOPLUGIN_ARGO_MODFILES := go.mod go.v1.8.mod
+# v1.9.1 (go-plugin v1.6.3) is go.mod; v1.8.3 (go-plugin v1.6.2) and v1.10.0 (go-plugin v1.8.0,
+# yamux v0.1.2, needs Go >= 1.26.1) have their own module files, used with -modfile.
+GOPLUGIN_ARGO_MODFILES := go.mod go.v1.8.mod go.v1.10.mod
 GOPLUGIN_GO := GOFLAGS=-buildvcs=false go
 GOPLUGIN_ENV := PLUGIN_BIN=$(CARGO_TARGET_DIR)/debug/examples/conformance \
 	SANDCANARY_PLUGIN_BIN=$(CARGO_TARGET_DIR)/debug/sandcanary-plugin \
@@ -22,7 +23,7 @@ goplugin-bins:
 	$(CARGO) build -p sandcanary-plugin --bin sandcanary-plugin
 
 # C10 idles 90 s (past the 75 s stream-open deadline) on the main line and one keepalive (35 s)
-# on the other, to keep CI time down.
+# on the others, to keep CI time down.
 test-goplugin: setup-go-goplugin goplugin-bins
 	cd $(GOPLUGIN_CONFORMANCE) && for m in $(GOPLUGIN_ARGO_MODFILES); do \
 	  idle=35; if [ $$m = go.mod ]; then idle=90; fi; \
