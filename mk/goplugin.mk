@@ -1,6 +1,6 @@
 # goplugin (plugin/goplugin, plugin/analysis, test/conformance): the Rust crates' own tests run in
 # `cargo test --workspace`; this fragment adds the Go conformance harness, which drives the Rust
-# plugin binaries with argo-rollouts' real Go client, against two argo release lines.
+# plugin binaries with argo-rollouts' real Go client, against three argo release lines.
 GOPLUGIN_CONFORMANCE := test/conformance
 # v1.9.1 (go-plugin v1.6.3) is go.mod; v1.8.3 (go-plugin v1.6.2) and v1.10.0 (go-plugin v1.8.0,
 # yamux v0.1.2, needs Go >= 1.26.1) have their own module files, used with -modfile.
