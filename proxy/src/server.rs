@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::backend::Backend;
+use crate::backend::isola::{IsolaBackend, IsolaSettings};
 use crate::backend::local::LocalBackend;
 use crate::backend::sandbox_claim::{SandboxClaimBackend, SandboxClaimSettings};
 use crate::config::{BackendKind, Config};
@@ -66,6 +67,22 @@ pub fn backend_for(cfg: &Config, kube: Option<kube::Client>) -> Arc<dyn Backend>
                     label_key: cfg.label_key.clone(),
                     sandbox_port: cfg.sandbox_port,
                     mcp_port: cfg.sandbox_mcp_port,
+                },
+            ))
+        }
+        BackendKind::Isola => {
+            let isola = cfg
+                .isola
+                .as_ref()
+                .expect("validated: isola has its settings");
+            Arc::new(IsolaBackend::new(
+                kube.expect("cluster backends get a Kubernetes client"),
+                IsolaSettings {
+                    namespace: isola.namespace.clone(),
+                    image: isola.image.clone(),
+                    allowed_egress_cidrs: isola.allowed_egress_cidrs.clone(),
+                    label_key: cfg.label_key.clone(),
+                    sandbox_port: cfg.sandbox_port,
                 },
             ))
         }

@@ -2,11 +2,71 @@
 //! classification (what to retry, what fails at once), and the `list` of managed ids.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::watcher;
 use serde_json::Value;
+use tracing::{debug, warn};
 
-use super::BackendError;
+use super::{BackendError, Endpoint};
+
+/// How often a waited-for object is read, in case a watch event is missed or the watch is down.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Waits on one object: every observation (from a watch on it, or from a GET every [`POLL`]) goes
+/// to `observe` (`None` = the object does not exist), which ends the wait by returning `Some`.
+/// Transient read errors are retried; other read errors end the wait. Bounded by the caller
+/// (the session manager's ENSURE_TIMEOUT drops the future).
+pub async fn wait_on<F, Fut>(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    name: &str,
+    mut observe: F,
+) -> Result<Endpoint, BackendError>
+where
+    F: FnMut(Option<DynamicObject>) -> Fut,
+    Fut: Future<Output = Option<Result<Endpoint, BackendError>>>,
+{
+    let mut watch = watcher::watch_object(api.clone(), name).boxed();
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let observed = tokio::select! {
+            ev = watch.next() => match ev {
+                Some(Ok(obj)) => obj,
+                Some(Err(e)) => {
+                    debug!(kind, name, error = %e, "watch failed; polling");
+                    // The watch restarts on the next poll of the stream; pace it.
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                None => {
+                    watch = futures::stream::pending().boxed();
+                    continue;
+                }
+            },
+            _ = poll.tick() => match api.get_opt(name).await {
+                Ok(obj) => obj,
+                Err(e) if transient(&e) => {
+                    warn!(kind, name, error = %describe(&e), "read failed; retrying");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(BackendError::Failed(format!(
+                        "cannot read {kind} {name}: {}",
+                        describe(&e)
+                    )));
+                }
+            },
+        };
+        if let Some(done) = observe(observed).await {
+            return done;
+        }
+    }
+}
 
 /// Label on every object the proxy creates; `list` selects on it.
 pub const MANAGED_LABEL: &str = "playwright-proxy/managed";
@@ -86,6 +146,60 @@ pub async fn list_managed(
     ids.sort();
     ids.dedup();
     Ok(ids)
+}
+
+/// Creates `obj` (named `name`); an existing object (409) is fine. Transient errors come back as
+/// `Ok(false)` so that the caller retries on its next poll; a 404 means the API (the CRD) is not
+/// served, and `api` names it in the error.
+pub async fn create_tolerant(
+    api: &Api<DynamicObject>,
+    obj: &DynamicObject,
+    kind: &str,
+    served_as: &str,
+) -> Result<bool, BackendError> {
+    let name = obj.metadata.name.as_deref().unwrap_or("");
+    match api.create(&kube::api::PostParams::default(), obj).await {
+        Ok(_) => {
+            tracing::info!(kind, name, "created");
+            Ok(true)
+        }
+        Err(e) if api_code(&e) == Some(409) => {
+            debug!(kind, name, "already exists");
+            Ok(true)
+        }
+        Err(e) if transient(&e) => {
+            warn!(kind, name, error = %describe(&e), "create failed; retrying");
+            Ok(false)
+        }
+        Err(e) if api_code(&e) == Some(404) => Err(BackendError::Failed(format!(
+            "cannot create {kind} {name}: {served_as} is not served (CRDs installed?): {}",
+            describe(&e)
+        ))),
+        Err(e) => Err(BackendError::Failed(format!(
+            "cannot create {kind} {name}: {}",
+            describe(&e)
+        ))),
+    }
+}
+
+/// Deletes `name`; a missing object (404) is success.
+pub async fn delete_tolerant(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    name: &str,
+) -> Result<(), BackendError> {
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(e) if transient(&e) => Err(BackendError::Timeout(format!(
+            "deleting {kind} {name}: {}",
+            describe(&e)
+        ))),
+        Err(e) => Err(BackendError::Failed(format!(
+            "deleting {kind} {name}: {}",
+            describe(&e)
+        ))),
+    }
 }
 
 /// A `metav1.Condition` of the given type in `status.conditions`.

@@ -2,6 +2,7 @@
 //! makes sure at most one `ensure` per id runs at a time, so backends need not.
 
 pub mod cluster;
+pub mod isola;
 pub mod local;
 pub mod naming;
 pub mod sandbox_claim;

@@ -6,12 +6,8 @@
 //! reference, terminal reasons fail at once, transient API errors are retried, and a claim that is
 //! being deleted is waited out and created again instead of being used.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use futures::StreamExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
@@ -27,9 +23,6 @@ pub const PLURAL: &str = "sandboxclaims";
 /// Domain under which bare label keys are propagated to sandbox pods: agent-sandbox v0.5 only allows
 /// domain-qualified keys from an allow-list in `additionalPodMetadata` (`sandbox.users.io` by default).
 pub const POD_LABEL_DOMAIN: &str = "sandbox.users.io";
-
-/// How often the claim is read while waiting, in case a watch event is missed or the watch is down.
-const POLL: Duration = Duration::from_millis(500);
 
 /// `Ready=False` reasons after which the claim will not become ready without someone changing it.
 pub const TERMINAL_REASONS: &[&str] = &[
@@ -276,42 +269,7 @@ impl Backend for SandboxClaimBackend {
     /// it by dropping the future.
     async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError> {
         let name = object_name(id);
-        let mut watch = watcher::watch_object(self.api.clone(), &name).boxed();
-        let mut poll = tokio::time::interval(POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let observed = tokio::select! {
-                ev = watch.next() => match ev {
-                    Some(Ok(obj)) => obj,
-                    Some(Err(e)) => {
-                        debug!(id, error = %e, "claim watch failed; polling");
-                        // The watch restarts on the next poll of the stream; pace it.
-                        tokio::time::sleep(POLL).await;
-                        continue;
-                    }
-                    None => {
-                        watch = futures::stream::pending().boxed();
-                        continue;
-                    }
-                },
-                _ = poll.tick() => match self.api.get_opt(&name).await {
-                    Ok(obj) => obj,
-                    Err(e) if transient(&e) => {
-                        warn!(id, error = %describe(&e), "reading sandbox claim failed; retrying");
-                        continue;
-                    }
-                    Err(e) => {
-                        return Err(BackendError::Failed(format!(
-                            "cannot read {KIND} {name}: {}",
-                            describe(&e)
-                        )));
-                    }
-                },
-            };
-            if let Some(done) = self.observe(id, observed).await {
-                return done;
-            }
-        }
+        cluster::wait_on(&self.api, KIND, &name, |obj| self.observe(id, obj)).await
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {

@@ -130,6 +130,15 @@ pub struct RawConfig {
     /// only the warm pool, so it is not used.
     #[arg(long, env = "SANDBOX_TEMPLATE_NAME")]
     pub sandbox_template_name: Option<String>,
+    /// isola backend: namespace of the Sandbox objects (isola's `sandboxNamespace.name`).
+    #[arg(long, env = "ISOLA_NAMESPACE")]
+    pub isola_namespace: Option<String>,
+    /// isola backend: the sandbox container image.
+    #[arg(long, env = "ISOLA_SANDBOX_IMAGE")]
+    pub isola_sandbox_image: Option<String>,
+    /// isola backend: comma-separated CIDRs the sandboxes may reach besides the internet.
+    #[arg(long, env = "ISOLA_ALLOWED_EGRESS_CIDRS")]
+    pub isola_allowed_egress_cidrs: Option<String>,
     /// Local backend: the sandbox server program.
     #[arg(long, env = "LOCAL_SANDBOX_SERVER")]
     pub local_sandbox_server: Option<String>,
@@ -249,6 +258,14 @@ pub struct SandboxClaimConfig {
     pub warmpool_name: String,
 }
 
+/// Settings of the `isola` backend.
+#[derive(Debug, Clone)]
+pub struct IsolaConfig {
+    pub namespace: String,
+    pub image: String,
+    pub allowed_egress_cidrs: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
@@ -281,6 +298,8 @@ pub struct Config {
     pub identity_lookup_timeout: Duration,
     /// Set when BACKEND=sandboxclaim.
     pub sandbox_claim: Option<SandboxClaimConfig>,
+    /// Set when BACKEND=isola.
+    pub isola: Option<IsolaConfig>,
 }
 
 impl Config {
@@ -703,11 +722,11 @@ impl Config {
                     "POD_NAMESPACE is required (set via downward API)",
                 ));
             }
-            if backend != BackendKind::SandboxClaim {
+            if !matches!(backend, BackendKind::SandboxClaim | BackendKind::Isola) {
                 return Err(err(
                     "BACKEND",
                     format!(
-                        "BACKEND {:?} is not available in this build yet; use local or sandboxclaim",
+                        "BACKEND {:?} is not available in this build yet; use local, sandboxclaim or isola",
                         backend.as_str()
                     ),
                 ));
@@ -729,6 +748,39 @@ impl Config {
             }
             Some(SandboxClaimConfig {
                 warmpool_name: pool,
+            })
+        } else {
+            None
+        };
+        let isola = if backend == BackendKind::Isola {
+            let Some(image) = set(&raw.isola_sandbox_image) else {
+                return Err(err(
+                    "ISOLA_SANDBOX_IMAGE",
+                    "ISOLA_SANDBOX_IMAGE is required for isola backend",
+                ));
+            };
+            let namespace = set(&raw.isola_namespace)
+                .unwrap_or("isola-sandboxes")
+                .trim()
+                .to_string();
+            if !crate::backend::naming::valid_dns_label(&namespace) {
+                return Err(err(
+                    "ISOLA_NAMESPACE",
+                    format!("{namespace:?} is not a valid namespace name"),
+                ));
+            }
+            Some(IsolaConfig {
+                namespace,
+                image: image.trim().to_string(),
+                allowed_egress_cidrs: set(&raw.isola_allowed_egress_cidrs)
+                    .map(|s| {
+                        s.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         } else {
             None
@@ -763,6 +815,7 @@ impl Config {
             local,
             identity_lookup_timeout,
             sandbox_claim,
+            isola,
         })
     }
 }
@@ -1102,11 +1155,47 @@ mod tests {
         );
         fails(
             RawConfig {
-                backend: Some("isola".into()),
+                backend: Some("karssandbox".into()),
                 ..cluster()
             },
             "BACKEND",
             "not available in this build yet",
+        );
+    }
+
+    #[test]
+    fn isola_needs_an_image_and_splits_cidrs() {
+        let isola = || RawConfig {
+            backend: Some("isola".into()),
+            isola_sandbox_image: Some("img:1".into()),
+            ..cluster()
+        };
+        let c = Config::from_raw(RawConfig {
+            isola_allowed_egress_cidrs: Some(" 10.244.0.0/16, ,10.96.0.0/12 ".into()),
+            ..isola()
+        })
+        .unwrap();
+        let i = c.isola.unwrap();
+        assert_eq!(i.namespace, "isola-sandboxes");
+        assert_eq!(
+            i.allowed_egress_cidrs,
+            vec!["10.244.0.0/16", "10.96.0.0/12"]
+        );
+        fails(
+            RawConfig {
+                isola_sandbox_image: None,
+                ..isola()
+            },
+            "ISOLA_SANDBOX_IMAGE",
+            "ISOLA_SANDBOX_IMAGE is required for isola backend",
+        );
+        fails(
+            RawConfig {
+                isola_namespace: Some("Bad_NS".into()),
+                ..isola()
+            },
+            "ISOLA_NAMESPACE",
+            "not a valid namespace",
         );
     }
 

@@ -29,12 +29,13 @@ fn kubectl() -> std::path::PathBuf {
 
 static CRDS: Once = Once::new();
 
-/// Installs deploy/crds/agent-sandbox and waits until the API serves them (once per test binary).
+/// Installs deploy/crds (agent-sandbox, KARS, isola) and waits until the API serves them (once per
+/// test binary).
 pub fn install_crds() {
     CRDS.call_once(|| {
-        let dir = repo_root().join("deploy/crds/agent-sandbox");
+        let dir = repo_root().join("deploy/crds");
         let out = std::process::Command::new(kubectl())
-            .args(["apply", "--server-side", "-f"])
+            .args(["apply", "--server-side", "-R", "-f"])
             .arg(&dir)
             .output()
             .expect("kubectl runs");
@@ -49,6 +50,7 @@ pub fn install_crds() {
                 "--for=condition=Established",
                 "--timeout=60s",
                 "crd/sandboxclaims.extensions.agents.x-k8s.io",
+                "crd/sandboxes.sandbox.isola.run",
             ])
             .output()
             .expect("kubectl runs");
