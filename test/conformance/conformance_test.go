@@ -256,6 +256,9 @@ func TestC11Kill(t *testing.T) {
 func TestC12SigkillThenRelaunch(t *testing.T) {
 	l := launch(t)
 	pid := l.client.ReattachConfig().Pid
+	// A SIGKILLed plugin cannot remove its socket; the test does.
+	sock := l.client.ReattachConfig().Addr.String()
+	t.Cleanup(func() { _ = os.Remove(sock) })
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
