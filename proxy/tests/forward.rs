@@ -989,3 +989,44 @@ async fn a_running_http_stream_keeps_its_sandbox_from_the_reaper() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    // An upstream that counts the connections it accepts.
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"0123456789"))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let b = FakeBackend::new(endpoint(up, None, "sb"));
+    let p = default_proxy(b).await;
+    let s = connect_from("127.0.0.2", p.data_addr).await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..50 {
+        tx.ready().await.unwrap();
+        let resp = tx.send_request(get("/")).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"0123456789");
+    }
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        n <= 2,
+        "50 sequential requests opened {n} upstream connections"
+    );
+}

@@ -116,6 +116,14 @@ pin_project_lite::pin_project! {
 
     impl PinnedDrop for Streamed {
         fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // hyper stops polling a body once `is_end_stream` says it is complete (a Content-Length
+            // body's last frame), so a fully read body is often dropped rather than polled to `None`.
+            if this.inner.is_end_stream()
+                && let Some(conn) = this.conn.take()
+            {
+                this.pool.put(conn);
+            }
             this.gauge.dec();
         }
     }
@@ -153,9 +161,14 @@ impl HttpBody for Streamed {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = &polled {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let finished = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if finished {
             if let Some(conn) = this.conn.take() {
                 this.pool.put(conn);
             }
