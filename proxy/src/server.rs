@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::admin::{self, AdminState};
 use crate::backend::Backend;
 use crate::backend::isola::{IsolaBackend, IsolaSettings};
+use crate::backend::kars::{KarsBackend, KarsSettings};
 use crate::backend::local::LocalBackend;
 use crate::backend::sandbox_claim::{SandboxClaimBackend, SandboxClaimSettings};
 use crate::config::{BackendKind, Config};
@@ -81,6 +82,25 @@ pub fn backend_for(cfg: &Config, kube: Option<kube::Client>) -> Arc<dyn Backend>
                     namespace: isola.namespace.clone(),
                     image: isola.image.clone(),
                     allowed_egress_cidrs: isola.allowed_egress_cidrs.clone(),
+                    label_key: cfg.label_key.clone(),
+                    sandbox_port: cfg.sandbox_port,
+                },
+            ))
+        }
+        BackendKind::KarsSandbox => {
+            let kars = cfg
+                .kars
+                .as_ref()
+                .expect("validated: karssandbox has its settings");
+            Arc::new(KarsBackend::new(
+                kube.expect("cluster backends get a Kubernetes client"),
+                KarsSettings {
+                    namespace: cfg
+                        .pod_namespace
+                        .clone()
+                        .expect("validated: cluster backends have POD_NAMESPACE"),
+                    image: kars.image.clone(),
+                    inference_ref: kars.inference_ref.clone(),
                     label_key: cfg.label_key.clone(),
                     sandbox_port: cfg.sandbox_port,
                 },

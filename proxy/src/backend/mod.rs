@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod isola;
+pub mod kars;
 pub mod local;
 pub mod naming;
 pub mod sandbox_claim;

@@ -7,11 +7,11 @@
 //! being deleted is waited out and created again instead of being used.
 
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use super::cluster::{self, api_code, clip, condition, describe, text, transient};
+use super::cluster::{self, clip, condition, text};
 use super::naming::object_name;
 use super::{Authority, Backend, BackendError, Endpoint};
 
@@ -169,35 +169,12 @@ impl SandboxClaimBackend {
         }
     }
 
-    /// Creates the claim; an existing one (409) is fine. Transient errors come back as `Ok(false)`
-    /// so that the caller retries on its next poll.
+    /// Creates the claim; an existing one (409) is fine, transient errors are `Ok(false)`.
     async fn create(&self, id: &str) -> Result<bool, BackendError> {
         let obj: DynamicObject = serde_json::from_value(manifest(&self.settings, id))
             .map_err(|e| BackendError::Failed(format!("cannot build the claim manifest: {e}")))?;
-        match self.api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {
-                info!(id, claim = %object_name(id), "created sandbox claim");
-                Ok(true)
-            }
-            Err(e) if api_code(&e) == Some(409) => {
-                debug!(id, "sandbox claim already exists");
-                Ok(true)
-            }
-            Err(e) if transient(&e) => {
-                warn!(id, error = %describe(&e), "creating sandbox claim failed; retrying");
-                Ok(false)
-            }
-            Err(e) if api_code(&e) == Some(404) => Err(BackendError::Failed(format!(
-                "cannot create {KIND} {}: the {GROUP}/{VERSION} API is not served (agent-sandbox v0.5+ CRDs installed?): {}",
-                object_name(id),
-                describe(&e)
-            ))),
-            Err(e) => Err(BackendError::Failed(format!(
-                "cannot create {KIND} {}: {}",
-                object_name(id),
-                describe(&e)
-            ))),
-        }
+        let served = format!("the {GROUP}/{VERSION} API (agent-sandbox v0.5+)");
+        cluster::create_tolerant(&self.api, &obj, KIND, &served).await
     }
 
     /// Reacts to one observation; `Some` ends the wait.
@@ -238,24 +215,7 @@ impl SandboxClaimBackend {
     }
 
     async fn delete_claim(&self, id: &str) -> Result<(), BackendError> {
-        match self
-            .api
-            .delete(&object_name(id), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if api_code(&e) == Some(404) => Ok(()),
-            Err(e) if transient(&e) => Err(BackendError::Timeout(format!(
-                "deleting claim {}: {}",
-                object_name(id),
-                describe(&e)
-            ))),
-            Err(e) => Err(BackendError::Failed(format!(
-                "deleting claim {}: {}",
-                object_name(id),
-                describe(&e)
-            ))),
-        }
+        cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
     }
 }
 

@@ -130,6 +130,12 @@ pub struct RawConfig {
     /// only the warm pool, so it is not used.
     #[arg(long, env = "SANDBOX_TEMPLATE_NAME")]
     pub sandbox_template_name: Option<String>,
+    /// karssandbox backend: the inference reference every sandbox gets.
+    #[arg(long, env = "KARS_INFERENCE_REF")]
+    pub kars_inference_ref: Option<String>,
+    /// karssandbox backend: the sandbox container image.
+    #[arg(long, env = "KARS_SANDBOX_IMAGE")]
+    pub kars_sandbox_image: Option<String>,
     /// isola backend: namespace of the Sandbox objects (isola's `sandboxNamespace.name`).
     #[arg(long, env = "ISOLA_NAMESPACE")]
     pub isola_namespace: Option<String>,
@@ -258,6 +264,13 @@ pub struct SandboxClaimConfig {
     pub warmpool_name: String,
 }
 
+/// Settings of the `karssandbox` backend.
+#[derive(Debug, Clone)]
+pub struct KarsConfig {
+    pub inference_ref: String,
+    pub image: String,
+}
+
 /// Settings of the `isola` backend.
 #[derive(Debug, Clone)]
 pub struct IsolaConfig {
@@ -300,6 +313,8 @@ pub struct Config {
     pub sandbox_claim: Option<SandboxClaimConfig>,
     /// Set when BACKEND=isola.
     pub isola: Option<IsolaConfig>,
+    /// Set when BACKEND=karssandbox.
+    pub kars: Option<KarsConfig>,
 }
 
 impl Config {
@@ -722,11 +737,11 @@ impl Config {
                     "POD_NAMESPACE is required (set via downward API)",
                 ));
             }
-            if !matches!(backend, BackendKind::SandboxClaim | BackendKind::Isola) {
+            if backend == BackendKind::Substrate {
                 return Err(err(
                     "BACKEND",
                     format!(
-                        "BACKEND {:?} is not available in this build yet; use local, sandboxclaim or isola",
+                        "BACKEND {:?} is not available in this build yet; use local, sandboxclaim, karssandbox or isola",
                         backend.as_str()
                     ),
                 ));
@@ -748,6 +763,26 @@ impl Config {
             }
             Some(SandboxClaimConfig {
                 warmpool_name: pool,
+            })
+        } else {
+            None
+        };
+        let kars = if backend == BackendKind::KarsSandbox {
+            let Some(inference_ref) = set(&raw.kars_inference_ref) else {
+                return Err(err(
+                    "KARS_INFERENCE_REF",
+                    "KARS_INFERENCE_REF is required for karssandbox backend",
+                ));
+            };
+            let Some(image) = set(&raw.kars_sandbox_image) else {
+                return Err(err(
+                    "KARS_SANDBOX_IMAGE",
+                    "KARS_SANDBOX_IMAGE is required for karssandbox backend",
+                ));
+            };
+            Some(KarsConfig {
+                inference_ref: inference_ref.trim().to_string(),
+                image: image.trim().to_string(),
             })
         } else {
             None
@@ -816,6 +851,7 @@ impl Config {
             identity_lookup_timeout,
             sandbox_claim,
             isola,
+            kars,
         })
     }
 }
@@ -1155,11 +1191,41 @@ mod tests {
         );
         fails(
             RawConfig {
-                backend: Some("karssandbox".into()),
+                backend: Some("substrate".into()),
                 ..cluster()
             },
             "BACKEND",
             "not available in this build yet",
+        );
+        let kars = || RawConfig {
+            backend: Some("karssandbox".into()),
+            kars_inference_ref: Some("gpt".into()),
+            kars_sandbox_image: Some("img:1".into()),
+            ..cluster()
+        };
+        assert_eq!(
+            Config::from_raw(kars())
+                .unwrap()
+                .kars
+                .unwrap()
+                .inference_ref,
+            "gpt"
+        );
+        fails(
+            RawConfig {
+                kars_inference_ref: None,
+                ..kars()
+            },
+            "KARS_INFERENCE_REF",
+            "KARS_INFERENCE_REF is required for karssandbox backend",
+        );
+        fails(
+            RawConfig {
+                kars_sandbox_image: None,
+                ..kars()
+            },
+            "KARS_SANDBOX_IMAGE",
+            "KARS_SANDBOX_IMAGE is required for karssandbox backend",
         );
     }
 

@@ -51,6 +51,7 @@ pub fn install_crds() {
                 "--timeout=60s",
                 "crd/sandboxclaims.extensions.agents.x-k8s.io",
                 "crd/sandboxes.sandbox.isola.run",
+                "crd/karssandboxes.kars.azure.com",
             ])
             .output()
             .expect("kubectl runs");
