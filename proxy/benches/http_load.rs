@@ -9,7 +9,7 @@
 
 mod common;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use common::nginx::Nginx;
 use common::proxy::ProxyProcess;
 use common::report;
@@ -79,6 +79,7 @@ async fn run() -> Result<()> {
         }
         let [d, p, n] = &acc;
         total_errors += d.errors + p.errors + n.errors;
+        let clean = d.errors + p.errors + n.errors == 0;
         let rps_ratio = mean(&p.rps) / mean(&n.rps);
         let p99_ratio = mean(&p.p99) / mean(&n.p99);
         rows.push(vec![
@@ -92,7 +93,8 @@ async fn run() -> Result<()> {
             format!("{:.3}", mean(&p.p99)),
             format!("{:.3}", mean(&n.p99)),
             format!("{p99_ratio:.2}"),
-            report::verdict(rps_ratio >= 1.0 && p99_ratio <= 1.0),
+            format!("{}/{}/{}", d.errors, p.errors, n.errors),
+            report::verdict(clean && rps_ratio >= 1.0 && p99_ratio <= 1.0),
         ]);
     }
     report::table(
@@ -108,12 +110,17 @@ async fn run() -> Result<()> {
             "proxy p99",
             "nginx p99",
             "proxy/nginx p99",
+            "errors direct/proxy/nginx",
             "match or beat nginx",
         ],
         &rows,
     );
     if total_errors > 0 {
-        bail!("{total_errors} HTTP errors (socket errors or non-2xx) during the run");
+        // wrk counts a request slower than its 2 s timeout as a socket error; the table says where.
+        println!(
+            "http_load: {total_errors} errors (socket errors, timeouts > 2 s or non-2xx answers); \
+             rows with errors are NOT met"
+        );
     }
     Ok(())
 }
