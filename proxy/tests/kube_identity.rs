@@ -126,7 +126,7 @@ async fn labelled_pods_are_identified_from_the_cache_and_others_get_a_fast_unkno
         );
         let took = t.elapsed();
         assert!(
-            took < budget + Duration::from_millis(700),
+            took < budget + Duration::from_secs(2),
             "{addr}: unknown took {took:?}"
         );
     }
@@ -219,11 +219,7 @@ async fn the_fallback_finds_a_pod_whose_address_appears_late_and_is_single_fligh
     let issued = short.fallback_lists() - lists;
     // One lookup retries every 250 ms within its 1 s budget: at most 4 LISTs, not 20 x 4.
     assert!((1..=5).contains(&issued), "{issued} LISTs for one address");
-    assert!(
-        t.elapsed() < Duration::from_millis(2000),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
 #[tokio::test]
