@@ -11,7 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_sandcanary-proxy");
 
 fn run_with(env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -28,9 +29,17 @@ fn invalid_configuration_exits_1_naming_the_variable() {
         ("METRICS_ADDR", "127.0.0.1:0"),
     ];
     for (var, value, needle) in [
-        ("IDLE_CHECK_INTERVAL", "0s", "IDLE_CHECK_INTERVAL: must be greater than zero"),
+        (
+            "IDLE_CHECK_INTERVAL",
+            "0s",
+            "IDLE_CHECK_INTERVAL: must be greater than zero",
+        ),
         ("IDLE_TTL", "-1m", "IDLE_TTL: negative duration"),
-        ("SANDBOX_PORT", "99999", "SANDBOX_PORT: 99999 out of range 1..65535"),
+        (
+            "SANDBOX_PORT",
+            "99999",
+            "SANDBOX_PORT: 99999 out of range 1..65535",
+        ),
         ("BACKEND", "nope", "BACKEND: unknown BACKEND \"nope\""),
         ("ENSURE_TIMEOUT", "forever", "ENSURE_TIMEOUT:"),
     ] {
@@ -109,14 +118,18 @@ fn sigterm_stops_the_proxy_and_every_sandbox() {
     }
     assert!(listening, "proxy did not start");
     while Instant::now() < deadline {
-        if descendants(child.id()).len() >= 6 && std::fs::read_dir(tmp.path()).unwrap().count() == 2 {
+        if descendants(child.id()).len() >= 6 && std::fs::read_dir(tmp.path()).unwrap().count() == 2
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
     let before = descendants(child.id());
-    assert!(before.len() >= 6, "two sandboxes should be running: {before:?}");
+    assert!(
+        before.len() >= 6,
+        "two sandboxes should be running: {before:?}"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -133,6 +146,10 @@ fn sigterm_stops_the_proxy_and_every_sandbox() {
         })
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    let dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    let dirs: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(dirs.is_empty(), "sandbox directories left behind: {dirs:?}");
 }

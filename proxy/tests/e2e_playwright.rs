@@ -58,7 +58,9 @@ async fn eight_pods_get_their_own_sticky_sandboxes() {
         let tasks: Vec<_> = (2..=9)
             .map(|i| {
                 let env = env.clone();
-                tokio::spawn(async move { run_node("client.js", &format!("127.0.0.{i}"), &env).await })
+                tokio::spawn(
+                    async move { run_node("client.js", &format!("127.0.0.{i}"), &env).await },
+                )
             })
             .collect();
         let mut out = Vec::new();
@@ -73,7 +75,11 @@ async fn eight_pods_get_their_own_sticky_sandboxes() {
     let first = instances(&p);
     assert_eq!(first.len(), 8, "{first:?}");
     let distinct: HashSet<&String> = first.values().collect();
-    assert_eq!(distinct.len(), 8, "every pod has its own sandbox: {first:?}");
+    assert_eq!(
+        distinct.len(),
+        8,
+        "every pod has its own sandbox: {first:?}"
+    );
 
     // Sticky: the same pods again reach the same sandboxes.
     for r in round(env.clone()).await {
@@ -83,7 +89,15 @@ async fn eight_pods_get_their_own_sticky_sandboxes() {
 
     // A sandbox killed mid-session: the next request of that pod recovers on a fresh sandbox.
     let victim = p.sessions.info("tenant-5").unwrap();
-    let pid: i32 = victim.sandbox.as_ref().unwrap().rsplit('-').next().unwrap().parse().unwrap();
+    let pid: i32 = victim
+        .sandbox
+        .as_ref()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     for q in process_tree(pid) {
         unsafe { libc::kill(q, libc::SIGKILL) };
     }
@@ -175,9 +189,18 @@ async fn an_mcp_client_and_a_websocket_client_share_the_pool() {
     check_page(&ws);
     assert_eq!(mcp.code, 0, "mcp client failed: {}", mcp.stderr);
     let v = mcp.result.unwrap();
-    assert!(v["session_id"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+    assert!(
+        v["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
     assert!(v["tool_count"].as_u64().unwrap() > 5, "{v}");
-    assert!(v["navigated_text"].as_str().unwrap().contains("sandcanary fixture"), "{v}");
+    assert!(
+        v["navigated_text"]
+            .as_str()
+            .unwrap()
+            .contains("sandcanary fixture"),
+        "{v}"
+    );
     let inst = instances(&p);
     assert_eq!(inst.len(), 2);
     assert_ne!(inst["tenant-2"], inst["tenant-3"]);

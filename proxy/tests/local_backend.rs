@@ -32,13 +32,19 @@ fn state(pid: i32) -> Option<char> {
 }
 
 fn alive(pids: &[i32]) -> Vec<i32> {
-    pids.iter().copied().filter(|p| state(*p).is_some_and(|s| s != 'Z')).collect()
+    pids.iter()
+        .copied()
+        .filter(|p| state(*p).is_some_and(|s| s != 'Z'))
+        .collect()
 }
 
 async fn wait_until(what: &str, budget: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + budget;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -54,8 +60,15 @@ async fn warm_pool_cold_start_delete_and_shutdown() {
     let tree = process_tree(sb.pid);
     assert!(tree.len() >= 3, "node, chromium and its helpers: {tree:?}");
     // Binding was instant; the pool refills in the background.
-    assert!(b.wait_warm(1, Duration::from_secs(90)).await, "pool refilled");
-    assert_eq!(b.ensure("alice").await.unwrap(), first, "a second ensure reuses the sandbox");
+    assert!(
+        b.wait_warm(1, Duration::from_secs(90)).await,
+        "pool refilled"
+    );
+    assert_eq!(
+        b.ensure("alice").await.unwrap(),
+        first,
+        "a second ensure reuses the sandbox"
+    );
 
     let bob = b.ensure("bob").await.unwrap();
     assert_ne!(bob.instance, first.instance);
@@ -68,15 +81,28 @@ async fn warm_pool_cold_start_delete_and_shutdown() {
     b.delete("alice").await.unwrap();
     assert!(alive(&tree).is_empty(), "left running: {:?}", alive(&tree));
     assert!(!sandbox_dir.exists());
-    b.delete("alice").await.expect("deleting an unknown id is fine");
+    b.delete("alice")
+        .await
+        .expect("deleting an unknown id is fine");
     let again = b.ensure("alice").await.unwrap();
     assert_ne!(again.instance, first.instance, "a new sandbox after delete");
 
     // Shutdown stops everything, pool included, and leaves no directories.
-    let all: Vec<i32> = ["alice", "bob"].iter().flat_map(|id| process_tree(b.sandbox(id).unwrap().pid)).collect();
+    let all: Vec<i32> = ["alice", "bob"]
+        .iter()
+        .flat_map(|id| process_tree(b.sandbox(id).unwrap().pid))
+        .collect();
     b.shutdown().await;
-    assert!(alive(&all).is_empty(), "left running after shutdown: {:?}", alive(&all));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(
+        alive(&all).is_empty(),
+        "left running after shutdown: {:?}",
+        alive(&all)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(leftovers.is_empty(), "directories left: {leftovers:?}");
 }
 
@@ -94,14 +120,20 @@ async fn capacity_suspend_resume_and_crash_recovery() {
     let tree = process_tree(sb.pid);
     b.suspend("alice").await.unwrap();
     wait_until("every process stopped", Duration::from_secs(10), || {
-        tree.iter().all(|p| matches!(state(*p), Some('T') | Some('t') | None))
+        tree.iter()
+            .all(|p| matches!(state(*p), Some('T') | Some('t') | None))
     })
     .await;
     // A stopped sandbox still accepts TCP (the kernel answers), but nothing is served until resumed.
     b.resume("alice").await.unwrap();
-    wait_until("every process running again", Duration::from_secs(10), || {
-        tree.iter().all(|p| !matches!(state(*p), Some('T') | Some('t')))
-    })
+    wait_until(
+        "every process running again",
+        Duration::from_secs(10),
+        || {
+            tree.iter()
+                .all(|p| !matches!(state(*p), Some('T') | Some('t')))
+        },
+    )
     .await;
     assert!(b.suspend("nobody").await.is_err());
 
@@ -109,7 +141,10 @@ async fn capacity_suspend_resume_and_crash_recovery() {
     for p in &tree {
         unsafe { libc::kill(*p, libc::SIGKILL) };
     }
-    wait_until("sandbox noticed dead", Duration::from_secs(10), || !sb.alive()).await;
+    wait_until("sandbox noticed dead", Duration::from_secs(10), || {
+        !sb.alive()
+    })
+    .await;
     let replaced = b.ensure("alice").await.unwrap();
     assert_ne!(replaced.instance, ep.instance);
     b.shutdown().await;
@@ -124,7 +159,9 @@ async fn sandboxes_can_serve_mcp_beside_playwright() {
     assert_ne!(mcp.port, ep.ws.port);
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect((mcp.host.as_str(), mcp.port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect((mcp.host.as_str(), mcp.port))
+        .await
+        .unwrap();
     let req = format!(
         "POST /mcp HTTP/1.1\r\nHost: {mcp}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -135,6 +172,9 @@ async fn sandboxes_can_serve_mcp_beside_playwright() {
     s.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("mcp-session-id"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("mcp-session-id"),
+        "{text}"
+    );
     b.shutdown().await;
 }

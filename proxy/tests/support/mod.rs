@@ -221,11 +221,16 @@ pub async fn fixture_server() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
                     let (status, body) = if req.uri().path() == "/" {
-                        (200, "<!doctype html><html><head><title>sandcanary fixture</title></head><body>Hostname: fixture</body></html>")
+                        (
+                            200,
+                            "<!doctype html><html><head><title>sandcanary fixture</title></head><body>Hostname: fixture</body></html>",
+                        )
                     } else {
                         (404, "not found")
                     };
@@ -247,7 +252,10 @@ pub async fn fixture_server() -> SocketAddr {
 }
 
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The result line of test/playwright/client.js or mcp-client.js.
