@@ -17,6 +17,8 @@ pub struct JobContext {
     pub analysis_run: String,
     pub rollout: Option<String>,
     pub metric: String,
+    /// The AnalysisRun's plain arguments with their values (secret-backed ones are left out).
+    pub args: BTreeMap<String, String>,
 }
 
 /// A finished job's verdict.

@@ -2,9 +2,10 @@
 //! [`goplugin::metric::MetricProvider`] implementation that exposes them.
 //!
 //! The protocol lives in the `goplugin` crate; this crate only decides what a measurement
-//! does. The bench-and-judge job is not here yet: [`job::PlaceholderJob`] stands in for it
-//! behind the [`job::Job`] trait.
+//! does: [`bench_job::BenchJob`] runs the canary analysis of crate `sandcanary-canary` behind
+//! the [`job::Job`] trait; [`job::PlaceholderJob`] remains for protocol tests.
 
+pub mod bench_job;
 pub mod config;
 pub mod job;
 pub mod provider;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use goplugin::handshake::HandshakeError;
 use goplugin::metric::serve_metric_provider;
 use goplugin::server::ServeError;
-use sandcanary_plugin::job::PlaceholderJob;
+use sandcanary_plugin::bench_job::SelectedJob;
 use sandcanary_plugin::provider::SandcanaryProvider;
 
 fn main() -> std::process::ExitCode {
@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let provider = Arc::new(SandcanaryProvider::new(PlaceholderJob));
+    let provider = Arc::new(SandcanaryProvider::new(SelectedJob::from_env()));
     let code = match rt.block_on(serve_metric_provider(provider)) {
         Ok(stopped) => {
             tracing::debug!(?stopped, "plugin stopping");

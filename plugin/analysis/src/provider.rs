@@ -34,6 +34,12 @@ fn context(run: &AnalysisRun, metric: &Metric) -> JobContext {
         analysis_run: run.name.clone(),
         rollout: run.rollout_name().map(str::to_string),
         metric: metric.name.clone(),
+        args: run
+            .args
+            .iter()
+            .filter(|a| a.secret_key_ref.is_none())
+            .filter_map(|a| a.value.clone().map(|v| (a.name.clone(), v)))
+            .collect(),
     }
 }
 
