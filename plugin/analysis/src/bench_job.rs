@@ -27,6 +27,12 @@ impl Job for BenchJob {
         "bench"
     }
 
+    fn check(&self, config: &PluginConfig) -> Result<(), String> {
+        CanaryConfig::from_value(serde_json::Value::Object(config.rest.clone()))
+            .map(|_| ())
+            .map_err(|e| format!("invalid sandcanary plugin configuration: {e}"))
+    }
+
     fn start(
         &self,
         ctx: JobContext,
@@ -91,6 +97,13 @@ impl Job for SelectedJob {
         match self {
             SelectedJob::Bench(j) => j.name(),
             SelectedJob::Placeholder(j) => j.name(),
+        }
+    }
+
+    fn check(&self, config: &PluginConfig) -> Result<(), String> {
+        match self {
+            SelectedJob::Bench(j) => j.check(config),
+            SelectedJob::Placeholder(j) => j.check(config),
         }
     }
 
@@ -186,6 +199,27 @@ mod tests {
             out.summary
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn run_checks_the_canary_config_before_starting() {
+        let raw = serde_json::json!({
+            "pollSeconds": 1,
+            "stable": {},
+            "canary": {"dataUrlArg": "d", "adminUrlArg": "a"},
+            "sessionApiToken": {"env": "A"},
+            "identityToken": {"env": "B"}
+        });
+        let e = BenchJob.check(&config(&raw.to_string())).unwrap_err();
+        assert!(e.contains("stable.dataUrl: missing"), "{e}");
+        let e = BenchJob.check(&config(r#"{"stable":{}}"#)).unwrap_err();
+        assert!(e.contains("missing field `canary`"), "{e}");
+        // The placeholder has no canary config to check.
+        assert!(
+            SelectedJob::Placeholder(PlaceholderJob)
+                .check(&config("{}"))
+                .is_ok()
+        );
     }
 
     #[test]

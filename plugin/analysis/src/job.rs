@@ -39,6 +39,12 @@ pub trait Job: Send + Sync + 'static {
     /// A short name shown in metadata.
     fn name(&self) -> &'static str;
 
+    /// Checks the configuration before a job starts, so `Run` answers a bad one with an Error
+    /// measurement at once. Must be quick (no I/O).
+    fn check(&self, _config: &PluginConfig) -> Result<(), String> {
+        Ok(())
+    }
+
     fn start(
         &self,
         ctx: JobContext,

@@ -85,6 +85,9 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             Ok(c) => c,
             Err(e) => return Measurement::error(e.to_string()),
         };
+        if let Err(e) = self.runner.check(&config) {
+            return Measurement::error(e);
+        }
         let handle = handle_for(run, &args.metric);
         let poll = config.poll_seconds;
         let started = self

@@ -51,6 +51,11 @@ impl<J: Job> JobRunner<J> {
         self.job.name()
     }
 
+    /// The job's own configuration check (see [`Job::check`]).
+    pub fn check(&self, config: &PluginConfig) -> Result<(), String> {
+        self.job.check(config)
+    }
+
     /// Starts a job under `handle` unless one is already known (so `Run` is idempotent).
     /// Returns whether a new job was started.
     pub fn start(&self, handle: &str, ctx: JobContext, config: PluginConfig) -> bool {
