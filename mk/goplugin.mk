@@ -6,7 +6,7 @@ GOPLUGIN_CONFORMANCE := test/conformance
 # yamux v0.1.2, needs Go >= 1.26.1) have their own module files, used with -modfile.
 GOPLUGIN_ARGO_MODFILES := go.mod go.v1.8.mod go.v1.10.mod
 GOPLUGIN_GO := GOFLAGS=-buildvcs=false go
-GOPLUGIN_ENV := PLUGIN_BIN=$(CARGO_TARGET_DIR)/debug/examples/conformance \
+GOPLUGIN_ENV := SANDCANARY_JOB=placeholder PLUGIN_BIN=$(CARGO_TARGET_DIR)/debug/examples/conformance \
 	SANDCANARY_PLUGIN_BIN=$(CARGO_TARGET_DIR)/debug/sandcanary-plugin \
 	GOPLUGIN_REPLIES_BIN=$(CARGO_TARGET_DIR)/debug/examples/gobreplies
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: build, start sandcanary-proxy on the local backend (real Chromium sandboxes, warm pool),
-# run the cold / warm / restore bench through it, and print the table.
-# DEMO_SAMPLES (default 8) sets the samples per scenario.
+# run the cold / warm / restore bench through it and print the table; then a local canary: two
+# proxies (stable, and canary behind a relay adding CANARY_DELAY_MS, default 1500), the plugin's
+# analysis path run directly (no Argo), printing the comparison, the verdict and the GitHub issue it
+# would file (dry run). DEMO_SAMPLES (default 8) sets the bench's samples per scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -46,3 +48,10 @@ SANDCANARY_ADMIN_TOKEN="$admin_token" SANDCANARY_IDENTITY_TOKEN="$identity_token
   "$target/release/sandcanary-bench" run --proxy "http://$data" --admin "http://$admin" \
   --name local-proxy --scenarios cold,warm,restore --samples "$samples" --format table \
   --json-out "$work/bench.json"
+
+# Stop the first proxy before the canary starts two more.
+kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true
+proxy_pid=
+echo >&2
+echo "demo: local canary (stable vs a canary with +${CANARY_DELAY_MS:-1500} ms per connection)…" >&2
+plugin/canary/scripts/local-canary.sh --delay-ms "${CANARY_DELAY_MS:-1500}"
