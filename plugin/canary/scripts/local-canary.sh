@@ -41,7 +41,7 @@ start_proxy() { # name -> sets data_<name>, admin_<name>
   local name="$1" log="$work/$1.log"
   (cd "$root" && LISTEN_ADDR=127.0.0.1:0 METRICS_ADDR=127.0.0.1:0 BACKEND=local \
     IDENTITY=token IDENTITY_TOKEN="$identity_token" SESSION_API_TOKEN="$admin_token" \
-    LOCAL_WARM_POOL=0 LOCAL_TMP_DIR="$work/$name-sandboxes" LOG_FORMAT=json RUST_LOG=info \
+    LOCAL_WARM_POOL=0 LOCAL_TMP_DIR="$work/$name" LOG_FORMAT=json RUST_LOG=info \
     exec "$bin/sandcanary-proxy" 2>"$log") &
   pids+=($!)
   for _ in $(seq 1 300); do

@@ -468,6 +468,12 @@ fn parse_static_line(
     Ok(Some((ip, id.to_string())))
 }
 
+impl LocalConfig {
+    /// Longest LOCAL_TMP_DIR: the sandbox directory (`/<pid>-<seq>`, up to 16 bytes), Playwright's
+    /// profile directory and `SingletonSocket` (about 54 bytes) must fit in a 107-byte socket path.
+    pub const MAX_TMP_DIR_BYTES: usize = 37;
+}
+
 impl Config {
     /// Reads the command line and the environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -712,6 +718,17 @@ impl Config {
             start_timeout: positive_dur("LOCAL_START_TIMEOUT", &raw.local_start_timeout, "60s")?,
         };
         if backend == BackendKind::Local {
+            let len = local.tmp_dir.as_os_str().len();
+            if len > LocalConfig::MAX_TMP_DIR_BYTES {
+                return Err(err(
+                    "LOCAL_TMP_DIR",
+                    format!(
+                        "{:?} is {len} bytes long; Chromium creates unix sockets in each sandbox's directory under it and socket paths are limited to 107 bytes, so use at most {} bytes (e.g. /tmp/sandcanary)",
+                        local.tmp_dir,
+                        LocalConfig::MAX_TMP_DIR_BYTES
+                    ),
+                ));
+            }
             if local.warm_pool > local.max_sandboxes {
                 return Err(err(
                     "LOCAL_WARM_POOL",
@@ -1119,6 +1136,14 @@ mod tests {
             },
             "PLAYWRIGHT_LABEL_KEY",
             "not a valid label key",
+        );
+        fails(
+            RawConfig {
+                local_tmp_dir: Some("/tmp/a-rather-long-directory-name-for-sandboxes".into()),
+                ..base()
+            },
+            "LOCAL_TMP_DIR",
+            "socket paths are limited to 107 bytes",
         );
         fails(
             RawConfig {

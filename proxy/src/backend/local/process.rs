@@ -152,9 +152,8 @@ fn free_port(bind: IpAddr) -> Result<u16, BackendError> {
 
 /// Starts one sandbox and waits until both of its listeners are up.
 pub async fn start(cfg: &LocalConfig, seq: u64) -> Result<SandboxProcess, BackendError> {
-    let dir = cfg
-        .tmp_dir
-        .join(format!("sandbox-{}-{seq}", std::process::id()));
+    // Kept short: Chromium puts unix sockets under it (see LocalConfig::MAX_TMP_DIR_BYTES).
+    let dir = cfg.tmp_dir.join(format!("{}-{seq}", std::process::id()));
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| BackendError::Failed(format!("cannot create {}: {e}", dir.display())))?;
