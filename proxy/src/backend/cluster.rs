@@ -148,17 +148,19 @@ pub async fn list_managed(
     Ok(ids)
 }
 
-/// Creates `obj` (named `name`); an existing object (409) is fine. Transient errors come back as
-/// `Ok(false)` so that the caller retries on its next poll; a 404 means the API (the CRD) is not
-/// served, and `api` names it in the error.
+/// Creates the object a backend's `manifest` describes; an existing object (409) is fine. Transient
+/// errors come back as `Ok(false)` so that the caller retries on its next poll; a 404 means the API
+/// (the CRD) is not served, and `served_as` names it in the error.
 pub async fn create_tolerant(
     api: &Api<DynamicObject>,
-    obj: &DynamicObject,
+    manifest: Value,
     kind: &str,
     served_as: &str,
 ) -> Result<bool, BackendError> {
+    let obj: DynamicObject = serde_json::from_value(manifest)
+        .map_err(|e| BackendError::Failed(format!("cannot build the {kind} manifest: {e}")))?;
     let name = obj.metadata.name.as_deref().unwrap_or("");
-    match api.create(&kube::api::PostParams::default(), obj).await {
+    match api.create(&kube::api::PostParams::default(), &obj).await {
         Ok(_) => {
             tracing::info!(kind, name, "created");
             Ok(true)

@@ -155,15 +155,16 @@ impl IsolaBackend {
         obj: Option<DynamicObject>,
     ) -> Option<Result<Endpoint, BackendError>> {
         let Some(obj) = obj else {
-            let m: DynamicObject = match serde_json::from_value(manifest(&self.settings, id)) {
-                Ok(m) => m,
-                Err(e) => return Some(Err(BackendError::Failed(format!("manifest: {e}")))),
-            };
             let served = format!("{GROUP}/{VERSION}");
-            return cluster::create_tolerant(&self.api, &m, KIND, &served)
-                .await
-                .err()
-                .map(Err);
+            return cluster::create_tolerant(
+                &self.api,
+                manifest(&self.settings, id),
+                KIND,
+                &served,
+            )
+            .await
+            .err()
+            .map(Err);
         };
         match judge(&obj, &self.settings.label_key, id) {
             IsolaState::Ready { ip, instance } => {

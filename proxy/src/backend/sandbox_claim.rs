@@ -171,10 +171,8 @@ impl SandboxClaimBackend {
 
     /// Creates the claim; an existing one (409) is fine, transient errors are `Ok(false)`.
     async fn create(&self, id: &str) -> Result<bool, BackendError> {
-        let obj: DynamicObject = serde_json::from_value(manifest(&self.settings, id))
-            .map_err(|e| BackendError::Failed(format!("cannot build the claim manifest: {e}")))?;
         let served = format!("the {GROUP}/{VERSION} API (agent-sandbox v0.5+)");
-        cluster::create_tolerant(&self.api, &obj, KIND, &served).await
+        cluster::create_tolerant(&self.api, manifest(&self.settings, id), KIND, &served).await
     }
 
     /// Reacts to one observation; `Some` ends the wait.
