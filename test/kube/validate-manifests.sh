@@ -5,7 +5,8 @@
 #   validate-manifests.sh PATH...
 #
 # PATH is a YAML file, a directory (all *.yaml/*.yml below it, recursively) or a kustomization directory
-# (contains kustomization.yaml: rendered with kubectl's built-in kustomize). Before validating, it installs
+# (contains kustomization.yaml: rendered with kubectl's built-in kustomize; a kustomize Component, which cannot
+# be rendered alone, is skipped: validate a kustomization that includes it). Before validating, it installs
 # the CRDs in deploy/crds and Argo Rollouts' CRDs (from the Go module cache) for real, and creates the
 # namespaces the manifests name. With KUBECONFIG/SANDCANARY_KUBE_BIN from `apiserver.sh start` exported it
 # uses that server; otherwise it starts a private one and stops it afterwards.
@@ -33,6 +34,7 @@ until kubectl wait --for condition=established --timeout=30s crd --all >/dev/nul
 done
 
 failures=0
+is_component() { grep -q '^kind: *Component *$' "$1/kustomization.yaml"; }
 validate() { # kind(-f|-k) path
   local flag="$1" path="$2" out namespaces ns
   # Namespaces named by the manifests must exist for a dry run of namespaced objects to succeed.
@@ -54,7 +56,8 @@ validate() { # kind(-f|-k) path
 
 for path in "$@"; do
   if [ -d "$path" ] && [ -f "$path/kustomization.yaml" ]; then
-    validate -k "$path"
+    if is_component "$path"; then log "skipped  $path (a Component: validated through what includes it)"
+    else validate -k "$path"; fi
   elif [ -d "$path" ]; then
     while IFS= read -r f; do
       # Files belonging to a kustomization are validated through it, not one by one.
@@ -65,7 +68,10 @@ for path in "$@"; do
       done
       [ -n "$skip" ] || validate -f "$f"
     done < <(find "$path" -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' | sort)
-    while IFS= read -r k; do validate -k "$(dirname "$k")"; done < <(find "$path" -name kustomization.yaml | sort)
+    while IFS= read -r k; do
+      if is_component "$(dirname "$k")"; then log "skipped  $(dirname "$k") (a Component: validated through what includes it)"
+      else validate -k "$(dirname "$k")"; fi
+    done < <(find "$path" -name kustomization.yaml | sort)
   elif [ -f "$path" ]; then
     validate -f "$path"
   else

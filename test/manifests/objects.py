@@ -1,0 +1,72 @@
+"""Helpers for run.sh: reads the concatenated JSON objects `kubectl create --dry-run=client -o json` prints.
+
+  objects.py pods IN OUT           the SandboxTemplates' pod templates in IN, as a List of Pods in OUT
+  objects.py argo-file IN          checks the rendered argo-rollouts file variant (exit 1 with reasons)
+"""
+import json
+import sys
+
+
+def objects(path):
+    text, dec, pos, out = open(path).read(), json.JSONDecoder(), 0, []
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return out
+        obj, pos = dec.raw_decode(text, pos)
+        out.extend(obj.get("items", []) if obj.get("kind") == "List" else [obj])
+
+
+def pods(src, dst):
+    out = []
+    for t in objects(src):
+        if t["kind"] != "SandboxTemplate":
+            continue
+        tpl = t["spec"]["podTemplate"]
+        out.append({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "template-" + t["metadata"]["name"],
+                                 "namespace": t["metadata"]["namespace"],
+                                 "labels": tpl.get("metadata", {}).get("labels", {})},
+                    "spec": tpl["spec"]})
+    json.dump({"apiVersion": "v1", "kind": "List", "items": out}, open(dst, "w"))
+    print(len(out))
+
+
+def argo_file(src):
+    objs = objects(src)
+    errors = []
+    cms = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "argo-rollouts-config"]
+    location = "file:///home/argo-rollouts/plugins/sandcanary-plugin"
+    if len(cms) != 1 or location not in cms[0].get("data", {}).get("metricProviderPlugins", ""):
+        errors.append(f"argo-rollouts-config does not register {location}: {cms}")
+    deps = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "argo-rollouts"]
+    if len(deps) != 1:
+        errors.append("no argo-rollouts Deployment")
+    else:
+        spec = deps[0]["spec"]["template"]["spec"]
+        ctl = [c for c in spec["containers"] if c["name"] == "argo-rollouts"][0]
+        mounts = {m["mountPath"]: m["name"] for m in ctl.get("volumeMounts", [])}
+        vol = mounts.get("/home/argo-rollouts/plugins")
+        if vol is None:
+            errors.append("the controller does not mount /home/argo-rollouts/plugins")
+        inits = [c for c in spec.get("initContainers", []) if c["name"] == "sandcanary-plugin"]
+        if len(inits) != 1:
+            errors.append("no sandcanary-plugin init container")
+        else:
+            init = inits[0]
+            if init.get("args") != ["/home/argo-rollouts/plugins/sandcanary-plugin"]:
+                errors.append(f"init container copies to {init.get('args')}, not the registered location")
+            if {m["mountPath"]: m["name"] for m in init.get("volumeMounts", [])}.get("/home/argo-rollouts/plugins") != vol:
+                errors.append("init container and controller do not share the plugins volume")
+        env = {e["name"] for e in ctl.get("env", [])}
+        for name in ("SANDCANARY_ADMIN_TOKEN", "SANDCANARY_IDENTITY_TOKEN"):
+            if name not in env:
+                errors.append(f"the controller has no {name} for the plugin")
+    for e in errors:
+        print(e, file=sys.stderr)
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    {"pods": lambda: pods(sys.argv[2], sys.argv[3]), "argo-file": lambda: argo_file(sys.argv[2])}[sys.argv[1]]()
