@@ -78,7 +78,9 @@ expect_no() { ! can "$@" || fail "$overlay: the proxy may, but should not: $*"; 
 for pair in agent-sandbox:sandboxclaim openshell:sandboxclaim kars:karssandbox isola:isola substrate: local:; do
   overlay="${pair%%:*}" rbac="${pair#*:}" before=$failed
   kubectl get namespace isola-sandboxes >/dev/null 2>&1 || kubectl create namespace isola-sandboxes >/dev/null
-  kubectl apply --server-side --field-manager=test-manifests -k "$root/deploy/overlays/$overlay" >/dev/null
+  if ! out="$(kubectl apply --server-side --field-manager=test-manifests -k "$root/deploy/overlays/$overlay" 2>&1)"; then
+    fail "overlays/$overlay cannot be applied: $out"; continue
+  fi
   # Base: pod identity and leader election in the proxy's namespace.
   for v in get list watch; do expect_yes "$v" pods -n playwright; done
   for v in get create update; do expect_yes "$v" leases.coordination.k8s.io -n playwright; done

@@ -1,0 +1,18 @@
+# manifests: every manifest of the repository against one real kube-apiserver (test/manifests/run.sh: dry
+# runs of deploy/ with its kustomize overlays and argo-rollouts Components, analysis-templates/, rollouts/;
+# SandboxTemplate pod templates as Pods; each overlay's RBAC through SubjectAccessReviews; invalid manifests
+# must be rejected), and the Dockerfiles checked against the repository (test/manifests/images.py; no
+# container engine here, so images are not built).
+.PHONY: setup-manifests test-manifests
+SETUP_TARGETS += setup-manifests
+TEST_TARGETS += test-manifests
+
+setup-manifests:
+	@command -v python3 >/dev/null || { echo "setup-manifests: installing python3" >&2; \
+	  sudo_cmd=(); [[ $$(id -u) -ne 0 ]] && sudo_cmd=(sudo); \
+	  "$${sudo_cmd[@]}" apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3 >/dev/null; }
+
+test-manifests: setup-kube setup-manifests
+	python3 test/manifests/images.py
+	test/manifests/run.sh
