@@ -1,7 +1,8 @@
 # manifests: every manifest of the repository against one real kube-apiserver (test/manifests/run.sh: dry
 # runs of deploy/ with its kustomize overlays and argo-rollouts Components, analysis-templates/, rollouts/;
 # SandboxTemplate pod templates as Pods; each overlay's RBAC through SubjectAccessReviews; invalid manifests
-# must be rejected), and the Dockerfiles checked against the repository (test/manifests/images.py; no
+# must be rejected; the real proxy binary started with each cluster overlay's environment and RBAC), and the
+# Dockerfiles checked against the repository (test/manifests/images.py; no
 # container engine here, so images are not built).
 .PHONY: setup-manifests test-manifests
 SETUP_TARGETS += setup-manifests
@@ -15,4 +16,5 @@ setup-manifests:
 
 test-manifests: setup-kube setup-manifests
 	python3 test/manifests/images.py
+	$(CARGO) build -p sandcanary-proxy --bin sandcanary-proxy
 	test/manifests/run.sh

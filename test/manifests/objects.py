@@ -2,6 +2,10 @@
 
   objects.py pods IN OUT           the SandboxTemplates' pod templates in IN, as a List of Pods in OUT
   objects.py argo-file IN          checks the rendered argo-rollouts file variant (exit 1 with reasons)
+  objects.py proxy-env IN ROOT     the environment the rendered sandcanary-proxy Deployment in IN gives its
+                                   container, one NAME=VALUE per line: downward-API values filled in as the
+                                   kubelet would, paths inside Secret mounts moved under ROOT, where each
+                                   such file is created with a random token
 """
 import json
 import sys
@@ -31,6 +35,29 @@ def pods(src, dst):
                     "spec": tpl["spec"]})
     json.dump({"apiVersion": "v1", "kind": "List", "items": out}, open(dst, "w"))
     print(len(out))
+
+
+def proxy_env(src, root):
+    import os
+    import secrets
+    dep = [o for o in objects(src) if o["kind"] == "Deployment" and o["metadata"]["name"] == "sandcanary-proxy"][0]
+    spec = dep["spec"]["template"]["spec"]
+    ctr = [c for c in spec["containers"] if c["name"] == "proxy"][0]
+    secret_vols = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
+    secret_mounts = [m["mountPath"].rstrip("/") + "/" for m in ctr.get("volumeMounts", []) if m["name"] in secret_vols]
+    fields = {"metadata.name": dep["metadata"]["name"] + "-test", "metadata.namespace": dep["metadata"]["namespace"]}
+    for e in ctr.get("env", []):
+        if "valueFrom" in e:
+            value = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            value = e.get("value", "")
+        for m in secret_mounts:
+            if value.startswith(m):
+                value = root + value
+                os.makedirs(os.path.dirname(value), exist_ok=True)
+                with open(value, "w") as f:
+                    f.write(secrets.token_hex(24))
+        print(f"{e['name']}={value}")
 
 
 def argo_file(src):
@@ -69,4 +96,5 @@ def argo_file(src):
 
 
 if __name__ == "__main__":
-    {"pods": lambda: pods(sys.argv[2], sys.argv[3]), "argo-file": lambda: argo_file(sys.argv[2])}[sys.argv[1]]()
+    {"pods": lambda: pods(sys.argv[2], sys.argv[3]), "argo-file": lambda: argo_file(sys.argv[2]),
+     "proxy-env": lambda: proxy_env(sys.argv[2], sys.argv[3])}[sys.argv[1]]()

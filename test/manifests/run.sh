@@ -10,7 +10,13 @@
 #   3. each backend overlay applied for real, then SubjectAccessReviews (kubectl auth can-i --as the proxy's
 #      ServiceAccount): everything deploy/rbac/<backend>.yaml grants, leader-election Leases, patch on the
 #      backend's objects; and nothing obviously beyond (secrets, deleting pods);
+#      and then the real sandcanary-proxy binary started with exactly the environment the overlay's Deployment
+#      gives it, under that ServiceAccount's token: it must become ready (pod watch synced) and create its
+#      backend object for a session (cluster backends with CRDs here: agent-sandbox, openshell, kars, isola);
 #   4. negative: every file in test/manifests/invalid/ must be rejected by validate-manifests.sh.
+#
+# SANDCANARY_PROXY_BIN overrides the proxy binary (default: $CARGO_TARGET_DIR/debug/sandcanary-proxy, which
+# `make test-manifests` builds first).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -70,7 +76,58 @@ for overlay in "$root"/deploy/overlays/*/; do
   fi
 done
 
-# --- 3. RBAC of each backend overlay, through the API server's own authorizer ---------------------------
+# --- 3. RBAC of each backend overlay, and the proxy running with it ------------------------------------
+proxy_bin="${SANDCANARY_PROXY_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/sandcanary/target}/debug/sandcanary-proxy}"
+[ -x "$proxy_bin" ] || { log "no proxy binary at $proxy_bin (cargo build -p sandcanary-proxy)"; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# run_proxy OVERLAY RESOURCE NAMESPACE: the proxy with the overlay's environment and ServiceAccount must get
+# ready and create RESOURCE pw-manifest-probe in NAMESPACE when a session is ensured.
+run_proxy() {
+  local overlay="$1" resource="$2" ns="$3" d="$work/run-$1" admin pid i ready="" created=""
+  mkdir -p "$d"
+  python3 "$here/objects.py" proxy-env "$work/$overlay.json" "$d/root" >"$d/env"
+  cat >"$d/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$SANDCANARY_KUBE_SERVER", certificate-authority: "$SANDCANARY_KUBE_CA"}}]
+users: [{name: sa, user: {tokenFile: "$d/sa-token"}}]
+contexts: [{name: sa, context: {cluster: c, user: sa}}]
+current-context: sa
+KC
+  kubectl create token sandcanary-proxy -n playwright >"$d/sa-token"
+  chmod 600 "$d/sa-token"
+  admin="127.0.0.1:$(free_port)"
+  mapfile -t envs <"$d/env"
+  env -i PATH="$PATH" HOME="$HOME" "${envs[@]}" KUBECONFIG="$d/kubeconfig" \
+    LISTEN_ADDR="127.0.0.1:$(free_port)" METRICS_ADDR="$admin" LOG_FORMAT=text "$proxy_bin" >"$d/log" 2>&1 &
+  pid=$!
+  for i in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || break
+    if [ "$(curl -s -m 1 "http://$admin/readyz" 2>/dev/null)" = ok ]; then ready=1; break; fi
+    sleep 0.2
+  done
+  if [ -n "$ready" ]; then
+    local token; token="$(cat "$d/root/var/run/sandcanary/session-api-token")"
+    # PUT waits for the sandbox, which nothing here makes ready: only its creation is awaited.
+    curl -s -m 3 -X PUT -H "Authorization: Bearer $token" "http://$admin/v1/sessions/manifest-probe" >/dev/null 2>&1 &
+    for i in $(seq 1 50); do
+      if kubectl get "$resource" pw-manifest-probe -n "$ns" -o jsonpath='{.metadata.labels.playwright-proxy/managed}' 2>/dev/null | grep -qx true; then
+        created=1; break
+      fi
+      sleep 0.2
+    done
+    [ -n "$created" ] || fail "overlays/$overlay: the proxy did not create $resource pw-manifest-probe in $ns"
+  else
+    fail "overlays/$overlay: the proxy did not get ready with the overlay's environment and RBAC"
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ -z "$created" ]; then echo "--- proxy log (overlays/$overlay)" >&2; tail -n 30 "$d/log" >&2; fi
+  kubectl delete "$resource" pw-manifest-probe -n "$ns" --ignore-not-found --wait=false >/dev/null
+}
+
+# --- 3a. RBAC of each backend overlay, through the API server's own authorizer ---------------------------
 sa=system:serviceaccount:playwright:sandcanary-proxy
 can() { kubectl auth can-i "$@" --as "$sa" >/dev/null 2>&1; }
 expect_yes() { can "$@" || fail "$overlay: the proxy may not: $*"; }
@@ -104,6 +161,13 @@ for pair in agent-sandbox:sandboxclaim openshell:sandboxclaim kars:karssandbox i
   esac
   [ "$rbac" = karssandbox ] || expect_no list pods -n kube-system
   ((failed > before)) || log "ok       RBAC of overlays/$overlay"
+  before=$failed
+  case "$rbac" in
+    sandboxclaim) run_proxy "$overlay" sandboxclaims.extensions.agents.x-k8s.io playwright ;;
+    karssandbox) run_proxy "$overlay" karssandboxes.kars.azure.com playwright ;;
+    isola) run_proxy "$overlay" sandboxes.sandbox.isola.run isola-sandboxes ;;
+  esac
+  [ -z "$rbac" ] || ((failed > before)) || log "ok       overlays/$overlay: the proxy runs with its environment and RBAC"
   # Remove this overlay's grants before the next one is checked.
   for ns in playwright isola-sandboxes; do kubectl delete role,rolebinding --all -n "$ns" >/dev/null; done
   kubectl delete clusterrole,clusterrolebinding sandcanary-proxy-kars-pods --ignore-not-found >/dev/null
