@@ -10,5 +10,6 @@ pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod metrics;
+pub mod replicas;
 pub mod server;
 pub mod session;

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabel, Counter>,
     pub identity_failures: Family<KindLabel, Counter>,
     pub invalidations: Counter,
+    /// 1 while this replica holds the leader Lease (always 1 without election).
+    pub leader: Gauge,
+    pub leader_transitions: Counter,
+    /// Writes of shared activity records, by result.
+    pub activity_writes: Family<ResultLabel, Counter>,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -63,6 +68,9 @@ impl Metrics {
         let upstream_errors = Family::<KindLabel, Counter>::default();
         let identity_failures = Family::<KindLabel, Counter>::default();
         let invalidations = Counter::default();
+        let leader = Gauge::default();
+        let leader_transitions = Counter::default();
+        let activity_writes = Family::<ResultLabel, Counter>::default();
 
         let mut r = Registry::with_prefix("sandcanary");
         r.register("sessions", "Sessions the proxy holds", sessions.clone());
@@ -107,12 +115,31 @@ impl Metrics {
             "Sessions dropped because their sandbox refused or reset a connection",
             invalidations.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica is the one that reaps idle sandboxes",
+            leader.clone(),
+        );
+        r.register(
+            "leader_transitions",
+            "Times this replica became or stopped being the leader",
+            leader_transitions.clone(),
+        );
+        r.register(
+            "activity_writes",
+            "Writes of shared activity records on sandbox objects, by result",
+            activity_writes.clone(),
+        );
         // Known label values start at zero so that dashboards and alerts see them before the first event.
         for r in ["ok", "error", "timeout", "cancelled"] {
             drop(ensures.get_or_create(&Self::result(r)));
         }
-        for r in ["ok", "error"] {
+        // "changed": the leader found the sandbox used again (or otherwise changed) at delete time.
+        for r in ["ok", "error", "changed"] {
             drop(reaps.get_or_create(&Self::result(r)));
+        }
+        for r in ["updated", "newer", "missing", "error"] {
+            drop(activity_writes.get_or_create(&Self::result(r)));
         }
         for k in ["dial", "write", "handshake", "http"] {
             drop(upstream_errors.get_or_create(&Self::kind(k)));
@@ -131,6 +158,9 @@ impl Metrics {
             upstream_errors,
             identity_failures,
             invalidations,
+            leader,
+            leader_transitions,
+            activity_writes,
             registry: std::sync::Arc::new(r),
         }
     }

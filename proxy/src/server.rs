@@ -27,6 +27,7 @@ use crate::config::{BackendKind, Config};
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::identity::{Chain, Identity};
 use crate::metrics::Metrics;
+use crate::replicas::{Leadership, Shared};
 use crate::session::{SessionConfig, SessionManager};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,10 @@ pub enum StartError {
     /// Neither KUBECONFIG nor the in-cluster service account gave a usable client.
     #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
     Kube(#[source] kube::Error),
+    #[error("LEADER_ELECTION: the {0} backend cannot share sandboxes between replicas")]
+    NotShareable(&'static str),
+    #[error("LEADER_ELECTION: {0}")]
+    Election(#[source] crate::replicas::leader::ElectionError),
 }
 
 /// A Kubernetes client from KUBECONFIG (or ~/.kube/config) or, in a pod, the service account: the
@@ -144,8 +149,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         None
     };
     let backend = backend_for(&cfg, kube.clone());
-    let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube));
-    start_with(cfg, backend, identity).await
+    let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube.clone()));
+    start_parts(cfg, backend, identity, kube).await
 }
 
 /// Starts the proxy with a given backend and identity (tests use scripted ones).
@@ -153,6 +158,15 @@ pub async fn start_with(
     cfg: Config,
     backend: Arc<dyn Backend>,
     identity: Arc<dyn Identity>,
+) -> Result<Running, StartError> {
+    start_parts(cfg, backend, identity, None).await
+}
+
+async fn start_parts(
+    cfg: Config,
+    backend: Arc<dyn Backend>,
+    identity: Arc<dyn Identity>,
+    kube: Option<kube::Client>,
 ) -> Result<Running, StartError> {
     let data = TcpListener::bind(cfg.listen_addr)
         .await
@@ -184,8 +198,43 @@ pub async fn start_with(
         },
         metrics.clone(),
     );
+    let election_stop = CancellationToken::new();
+    let election = match &cfg.replicas {
+        None => {
+            metrics.leader.set(1);
+            None
+        }
+        Some(rc) => {
+            let store = backend
+                .activity_store()
+                .ok_or(StartError::NotShareable(backend.name()))?;
+            let client = match kube {
+                Some(c) => c,
+                None => kube_client().await?,
+            };
+            let (leadership, task) =
+                Leadership::elect(client, &rc.election, metrics.clone(), election_stop.clone())
+                    .await
+                    .map_err(StartError::Election)?;
+            info!(
+                lease = %rc.election.lease_name,
+                namespace = %rc.election.namespace,
+                identity = %rc.election.identity,
+                activity_interval = ?rc.activity_interval,
+                "joined the leader election; activity is shared through the sandbox objects"
+            );
+            sessions.share(Shared {
+                store,
+                leadership,
+                activity_interval: rc.activity_interval,
+                replica: rc.election.identity.clone(),
+            });
+            Some(task)
+        }
+    };
     sessions.reconcile().await;
     let reaper = tokio::spawn(sessions.clone().run_reaper(cfg.idle_check_interval));
+    let recorder = tokio::spawn(sessions.clone().run_recorder());
 
     let forwarder = Forwarder::new(
         identity.clone(),
@@ -256,6 +305,11 @@ pub async fn start_with(
             }
             sessions.shutdown();
             let _ = reaper.await;
+            let _ = recorder.await;
+            election_stop.cancel();
+            if let Some(task) = election {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
             backend.shutdown().await;
             admin_stop.cancel();
             let _ = admin_task.await;

@@ -7,12 +7,17 @@
 //!   never removes a session in use and a request never receives a session the reaper has picked.
 //! * A new ensure for an id waits for an outstanding delete of that id, so it never races it.
 //! * Deletes run concurrently with a timeout each; a failed one is retried on the next tick.
+//! * With several replicas ([`SessionManager::share`]) the local reaper only forgets idle sessions;
+//!   every replica records its activity on the sandbox objects, and the leader deletes the sandboxes
+//!   that those shared records (and its own sessions) say are idle. See [`crate::replicas`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +26,8 @@ use tracing::{debug, info, warn};
 use crate::backend::{Backend, BackendError, Endpoint};
 use crate::config::duration;
 use crate::metrics::Metrics;
+use crate::replicas::Shared;
+use crate::replicas::activity::{Deleted, Record, Written};
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -93,6 +100,10 @@ struct Session {
     /// Milliseconds since the manager's epoch.
     last_active: AtomicU64,
     active: AtomicUsize,
+    /// The activity (manager ms) last written to the shared record; 0 = none.
+    recorded: AtomicU64,
+    /// A write of the shared record is under way.
+    recording: AtomicBool,
     state: watch::Sender<State>,
     cancel: CancellationToken,
 }
@@ -153,6 +164,10 @@ struct Manager {
     epoch: Instant,
     reconcile_permits: Semaphore,
     shutdown: CancellationToken,
+    /// Set when this proxy is one of several replicas.
+    shared: OnceLock<Shared>,
+    /// A leader's pass over the shared records is under way.
+    shared_pass: AtomicBool,
 }
 
 /// The session manager. Cheap to clone.
@@ -169,7 +184,18 @@ impl SessionManager {
             epoch: Instant::now(),
             reconcile_permits: Semaphore::new(4),
             shutdown: CancellationToken::new(),
+            shared: OnceLock::new(),
+            shared_pass: AtomicBool::new(false),
         }))
+    }
+
+    /// Makes this manager one of several replicas: activity is recorded on the sandbox objects,
+    /// idle sessions are only forgotten locally, and deletes for idleness happen only while
+    /// `shared.leadership` says this replica leads. Call before the reaper and recorder start.
+    pub fn share(&self, shared: Shared) {
+        if self.0.shared.set(shared).is_err() {
+            warn!("session manager already shared; ignoring the second configuration");
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -191,6 +217,7 @@ impl SessionManager {
             match state {
                 State::Ready(ep) => {
                     m.touch(&session);
+                    self.record_if_stale(&session);
                     return Ok((lease, ep));
                 }
                 State::Failed(e) => {
@@ -484,6 +511,10 @@ impl SessionManager {
                     continue;
                 }
                 let s = m.new_session(&id);
+                // Adoption is not use: it must not refresh the shared record of every sandbox
+                // each time a replica restarts.
+                s.recorded
+                    .store(s.last_active.load(Ordering::Acquire), Ordering::Release);
                 inner.sessions.insert(id, s.clone());
                 adopted.push(s);
             }
@@ -516,14 +547,18 @@ impl SessionManager {
         let m = &self.0;
         let now = m.now_ms();
         let ttl = m.cfg.idle_ttl.as_millis() as u64;
+        let shared = m.shared.get();
         let mut jobs = Vec::new();
         {
             let mut inner = m.inner.lock().expect("session lock");
             let mut victims = Vec::new();
             for (id, s) in inner.sessions.iter() {
-                let idle_for = now.saturating_sub(s.last_active.load(Ordering::Acquire));
+                let last = s.last_active.load(Ordering::Acquire);
+                let idle_for = now.saturating_sub(last);
                 let settled = !matches!(&*s.state.borrow(), State::Ensuring | State::Resuming(_));
-                if settled && s.active.load(Ordering::Acquire) == 0 && idle_for >= ttl {
+                // Shared: keep the session until its last activity is on record, or it is lost.
+                let flushed = shared.is_none() || s.recorded.load(Ordering::Acquire) >= last;
+                if settled && flushed && s.active.load(Ordering::Acquire) == 0 && idle_for >= ttl {
                     victims.push((id.clone(), idle_for));
                 }
             }
@@ -532,6 +567,11 @@ impl SessionManager {
                 s.state.send_replace(State::Failed(BackendError::Failed(
                     "the session was reaped".into(),
                 )));
+                if shared.is_some() {
+                    // Whether the sandbox goes is the leader's decision, from the shared records.
+                    debug!(id = %id, idle_for_ms = idle_for, "forgot idle session");
+                    continue;
+                }
                 jobs.push((id, Some(idle_for)));
             }
             let retries: Vec<String> = inner.retry_delete.drain().collect();
@@ -575,6 +615,214 @@ impl SessionManager {
                 });
             }
         }
+        if let Some(sh) = shared
+            && sh.leadership.is_leader()
+            && !m.shared_pass.swap(true, Ordering::AcqRel)
+        {
+            let this = self.clone();
+            let sh = sh.clone();
+            tokio::spawn(async move {
+                this.reap_shared(&sh).await;
+                this.0.shared_pass.store(false, Ordering::Release);
+            });
+        }
+    }
+
+    /// The leader's pass: deletes every managed sandbox that no replica has used for IDLE_TTL,
+    /// judged from the shared records and this replica's own sessions. Each delete carries the
+    /// listed `resourceVersion`, so activity recorded after the list saves the sandbox.
+    async fn reap_shared(&self, sh: &Shared) {
+        let m = &self.0;
+        let records = match tokio::time::timeout(m.cfg.delete_timeout, sh.store.list()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                warn!(kind = sh.store.kind(), error = %e, "cannot read the shared activity records");
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    kind = sh.store.kind(),
+                    "reading the shared activity records timed out"
+                );
+                return;
+            }
+        };
+        let ttl = m.cfg.idle_ttl.as_millis() as i64;
+        let now_wall = Timestamp::now().as_millisecond();
+        let mut started = Vec::new();
+        {
+            let mut inner = m.inner.lock().expect("session lock");
+            for rec in records {
+                if rec.deleting || inner.deleting.contains_key(&rec.id) {
+                    continue;
+                }
+                let mut last = rec.last_active.map(|t| t.as_millisecond());
+                if let Some(s) = inner.sessions.get(&rec.id) {
+                    let settled =
+                        !matches!(&*s.state.borrow(), State::Ensuring | State::Resuming(_));
+                    if !settled || s.active.load(Ordering::Acquire) > 0 {
+                        continue;
+                    }
+                    let local = s.last_active.load(Ordering::Acquire);
+                    // Activity not yet on record counts too (an adopted session's does not).
+                    if local > s.recorded.load(Ordering::Acquire) {
+                        last = last.max(Some(m.wall_ms(local)));
+                    }
+                }
+                let idle_for = last.map_or(i64::MAX, |l| now_wall.saturating_sub(l));
+                if idle_for < ttl {
+                    continue;
+                }
+                if let Some(s) = inner.sessions.remove(&rec.id) {
+                    s.state.send_replace(State::Failed(BackendError::Failed(
+                        "the session was reaped".into(),
+                    )));
+                }
+                let (tx, rx) = watch::channel(false);
+                inner.deleting.insert(rec.id.clone(), rx);
+                started.push((rec, idle_for, tx));
+            }
+            m.metrics.sessions.set(inner.sessions.len() as i64);
+        }
+        let jobs = started.into_iter().map(|(rec, idle_for, tx)| {
+            let this = self.clone();
+            async move {
+                this.delete_record(sh, &rec, idle_for).await;
+                // The next pass judges again from the records; nothing to retry here.
+                this.0.finish_delete(&rec.id, tx, true);
+            }
+        });
+        futures::stream::iter(jobs)
+            .for_each_concurrent(8, |j| j)
+            .await;
+    }
+
+    async fn delete_record(&self, sh: &Shared, rec: &Record, idle_for: i64) {
+        let m = &self.0;
+        let r = tokio::time::timeout(m.cfg.delete_timeout, sh.store.delete_if_unchanged(rec)).await;
+        let result = match r {
+            Ok(Ok(Deleted::Deleted)) => {
+                info!(id = %rec.id, object = %rec.name, idle_for_ms = idle_for, replica = %sh.replica, "reaped idle sandbox");
+                "ok"
+            }
+            Ok(Ok(Deleted::Changed)) => {
+                info!(id = %rec.id, object = %rec.name, "sandbox changed since it was read (used again?); not reaped");
+                "changed"
+            }
+            Ok(Ok(Deleted::Gone)) => return,
+            Ok(Err(e)) => {
+                warn!(id = %rec.id, object = %rec.name, error = %e, "reap delete failed; the next pass tries again");
+                "error"
+            }
+            Err(_) => {
+                warn!(id = %rec.id, object = %rec.name, "reap delete timed out; the next pass tries again");
+                "error"
+            }
+        };
+        m.metrics
+            .reaps
+            .get_or_create(&Metrics::result(result))
+            .inc();
+    }
+
+    /// Runs until shutdown when shared: writes the activity of every session that has some not yet
+    /// on record, every ACTIVITY_INTERVAL. Open connections count as activity at each pass, so a
+    /// long WebSocket or HTTP stream keeps its record fresh. A last pass runs at shutdown.
+    pub async fn run_recorder(self) {
+        let Some(sh) = self.0.shared.get().cloned() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(sh.activity_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.record_pass(&sh).await,
+                _ = self.0.shutdown.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), self.record_pass(&sh)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn record_pass(&self, sh: &Shared) {
+        let m = &self.0;
+        let now = m.now_ms();
+        let due: Vec<(Arc<Session>, u64)> = {
+            let inner = m.inner.lock().expect("session lock");
+            inner
+                .sessions
+                .values()
+                .filter(|s| matches!(&*s.state.borrow(), State::Ready(_) | State::Suspended(_)))
+                .filter_map(|s| {
+                    let act = if s.active.load(Ordering::Acquire) > 0 {
+                        now
+                    } else {
+                        s.last_active.load(Ordering::Acquire)
+                    };
+                    (act > s.recorded.load(Ordering::Acquire)).then(|| (s.clone(), act))
+                })
+                .collect()
+        };
+        futures::stream::iter(due)
+            .for_each_concurrent(8, |(s, act)| async move {
+                self.record(sh, &s, act).await;
+            })
+            .await;
+    }
+
+    /// A request for a session whose record is older than ACTIVITY_INTERVAL writes at once, so that
+    /// the leader learns at once that a long-idle sandbox is in use again.
+    fn record_if_stale(&self, s: &Arc<Session>) {
+        let m = &self.0;
+        let Some(sh) = m.shared.get() else { return };
+        let now = m.now_ms();
+        let stale = now.saturating_sub(s.recorded.load(Ordering::Acquire))
+            >= sh.activity_interval.as_millis() as u64;
+        if stale && !s.recording.load(Ordering::Acquire) {
+            let (this, sh, s) = (self.clone(), sh.clone(), s.clone());
+            tokio::spawn(async move { this.record(&sh, &s, now).await });
+        }
+    }
+
+    async fn record(&self, sh: &Shared, s: &Session, act: u64) {
+        let m = &self.0;
+        if s.recording.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let at = Timestamp::from_millisecond(m.wall_ms(act)).unwrap_or_else(|_| Timestamp::now());
+        let r = tokio::time::timeout(
+            m.cfg.delete_timeout,
+            sh.store.record(&s.id, at, &sh.replica),
+        )
+        .await;
+        let result = match r {
+            Ok(Ok(w)) => {
+                s.recorded.fetch_max(act, Ordering::AcqRel);
+                match w {
+                    Written::Updated => {
+                        debug!(id = %s.id, at = %at, "recorded activity");
+                        "updated"
+                    }
+                    Written::AlreadyNewer => "newer",
+                    Written::Missing => "missing",
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(id = %s.id, error = %e, "cannot record activity; retrying on the next pass");
+                "error"
+            }
+            Err(_) => {
+                warn!(id = %s.id, "recording activity timed out; retrying on the next pass");
+                "error"
+            }
+        };
+        m.metrics
+            .activity_writes
+            .get_or_create(&Metrics::result(result))
+            .inc();
+        s.recording.store(false, Ordering::Release);
     }
 
     /// Stops the reaper and makes waiting requests give up.
@@ -602,6 +850,8 @@ impl Manager {
             created: Instant::now(),
             last_active: AtomicU64::new(self.now_ms()),
             active: AtomicUsize::new(0),
+            recorded: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
             state,
             cancel: CancellationToken::new(),
         })
@@ -610,6 +860,12 @@ impl Manager {
     fn now_ms(&self) -> u64 {
         // +1 hour keeps test hooks that age sessions from underflowing at start-up.
         self.epoch.elapsed().as_millis() as u64 + 3_600_000
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch of a manager timestamp.
+    fn wall_ms(&self, ms: u64) -> i64 {
+        let ago = self.now_ms().saturating_sub(ms) as i64;
+        Timestamp::now().as_millisecond().saturating_sub(ago)
     }
 
     fn touch(&self, s: &Session) {

@@ -14,6 +14,9 @@ use sandcanary_proxy::backend::sandbox_claim::{
     SandboxClaimBackend, SandboxClaimSettings, api_resource,
 };
 use sandcanary_proxy::identity::{Identity, PodIdentity, Verdict};
+use sandcanary_proxy::metrics::Metrics;
+use sandcanary_proxy::replicas::activity::{Deleted, Written};
+use sandcanary_proxy::replicas::{ElectionConfig, Leadership};
 use serde_json::json;
 
 use kube_support::*;
@@ -156,6 +159,79 @@ async fn the_documented_role_is_enough_for_pod_identity_and_sandbox_claims() {
     controller.await.unwrap();
     assert_eq!(ep.ws.to_string(), "127.0.0.97:9222");
     assert_eq!(backend.list().await.unwrap(), vec!["alice".to_string()]);
+
+    // Several replicas under the same Role: the leader Lease, the activity annotation and the
+    // leader's conditional delete.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (mut leadership, election) = Leadership::elect(
+        sa.clone(),
+        &ElectionConfig {
+            lease_name: "sandcanary-proxy".into(),
+            namespace: "playwright".into(),
+            identity: "rbac-replica".into(),
+            lease_duration: Duration::from_secs(4),
+            renew_before: Duration::from_secs(1),
+        },
+        Metrics::new(),
+        stop.clone(),
+    )
+    .await
+    .expect("the Role lets the proxy create the Lease");
+    tokio::time::timeout(Duration::from_secs(15), leadership.wait_for(true))
+        .await
+        .expect("leader under the Role");
+    let store = backend
+        .activity_store()
+        .expect("sandboxclaim shares activity");
+    assert_eq!(
+        store
+            .record("alice", k8s_openapi::jiff::Timestamp::now(), "rbac-replica")
+            .await
+            .unwrap(),
+        Written::Updated
+    );
+    let stale = store.list().await.unwrap();
+    assert_eq!(stale.len(), 1);
+    // Activity recorded after the leader read the records saves the sandbox; an older time does not
+    // move the record back.
+    let later = k8s_openapi::jiff::Timestamp::now();
+    assert_eq!(
+        store.record("alice", later, "other").await.unwrap(),
+        Written::Updated
+    );
+    assert_eq!(
+        store
+            .record(
+                "alice",
+                later - k8s_openapi::jiff::SignedDuration::from_secs(5),
+                "late"
+            )
+            .await
+            .unwrap(),
+        Written::AlreadyNewer
+    );
+    assert_eq!(
+        store.delete_if_unchanged(&stale[0]).await.unwrap(),
+        Deleted::Changed
+    );
+    let fresh = store.list().await.unwrap();
+    assert!(
+        fresh[0].last_active.unwrap()
+            >= later.round(k8s_openapi::jiff::Unit::Millisecond).unwrap()
+                - k8s_openapi::jiff::SignedDuration::from_millis(1)
+    );
+    assert_eq!(
+        store.delete_if_unchanged(&fresh[0]).await.unwrap(),
+        Deleted::Deleted
+    );
+    assert_eq!(
+        store.record("alice", later, "gone").await.unwrap(),
+        Written::Missing
+    );
+    stop.cancel();
+    election.await.unwrap();
+    assert!(!leadership.is_leader());
+
     backend.delete("alice").await.unwrap();
     assert!(backend.list().await.unwrap().is_empty());
 

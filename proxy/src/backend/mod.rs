@@ -107,6 +107,12 @@ pub trait Backend: Send + Sync + 'static {
         })
     }
 
+    /// Where replicas share activity for this backend's sandboxes (cluster backends: the sandbox
+    /// objects). `None`: the backend cannot take part in several replicas.
+    fn activity_store(&self) -> Option<crate::replicas::ActivityStore> {
+        None
+    }
+
     /// Called once when the proxy exits. Backends whose sandboxes are the proxy's own children stop
     /// them; cluster backends leave their sandboxes for the next instance to adopt.
     async fn shutdown(&self) {}

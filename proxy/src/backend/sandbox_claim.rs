@@ -239,6 +239,15 @@ impl Backend for SandboxClaimBackend {
     async fn list(&self) -> Result<Vec<String>, BackendError> {
         cluster::list_managed(&self.api, &self.settings.label_key).await
     }
+
+    fn activity_store(&self) -> Option<crate::replicas::ActivityStore> {
+        Some(crate::replicas::ActivityStore::new(
+            self.api.clone(),
+            KIND,
+            &self.settings.label_key,
+            object_name,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! flags. Everything is validated before the proxy listens; an error names the variable and the rule.
 
 pub mod duration;
+pub mod replicas;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -175,6 +176,8 @@ pub struct RawConfig {
     /// Local backend: how long a sandbox may take to start.
     #[arg(long, env = "LOCAL_START_TIMEOUT")]
     pub local_start_timeout: Option<String>,
+    #[command(flatten)]
+    pub replicas: replicas::RawReplicas,
 }
 
 /// Which backend provides sandboxes.
@@ -315,6 +318,8 @@ pub struct Config {
     pub isola: Option<IsolaConfig>,
     /// Set when BACKEND=karssandbox.
     pub kars: Option<KarsConfig>,
+    /// Set when LEADER_ELECTION is on (several replicas).
+    pub replicas: Option<replicas::ReplicasConfig>,
 }
 
 impl Config {
@@ -837,6 +842,12 @@ impl Config {
         } else {
             None
         };
+        let replicas = replicas::ReplicasConfig::from_raw(
+            &raw.replicas,
+            backend,
+            pod_namespace.as_deref(),
+            idle_ttl,
+        )?;
 
         Ok(Config {
             listen_addr,
@@ -869,6 +880,7 @@ impl Config {
             sandbox_claim,
             isola,
             kars,
+            replicas,
         })
     }
 }
