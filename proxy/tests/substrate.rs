@@ -286,6 +286,24 @@ async fn delete_tolerates_not_found_and_list_is_scoped_and_paged() {
     b.delete("gone").await.unwrap();
     assert_eq!(count(&fake.rpcs(), "DeleteActor"), 1);
 
+    // Deleting an actor that is still resuming: SuspendActor is refused (not RUNNING), so the
+    // backend polls, suspends again once it runs, and deletes it once SUSPENDED.
+    fake.script(|s| s.delete_not_found = false);
+    fake.insert("pw-r", TEMPLATE_NS, TEMPLATE_NAME, ActorStatus::Resuming);
+    fake.clear_rpcs();
+    b.delete("r").await.unwrap();
+    assert_eq!(
+        fake.rpcs(),
+        [
+            Rpc::Suspend("pw-r".into()),
+            Rpc::Get("pw-r".into()),
+            Rpc::Suspend("pw-r".into()),
+            Rpc::Get("pw-r".into()),
+            Rpc::Delete("pw-r".into()),
+        ]
+    );
+    assert_eq!(fake.status("pw-r"), None);
+
     fake.clear_rpcs();
     fake.script(|s| s.page_size = 2);
     let mine = |a: &str, st| fake.insert(a, TEMPLATE_NS, TEMPLATE_NAME, st);
@@ -330,6 +348,23 @@ async fn a_call_past_its_deadline_is_a_clean_502_through_the_proxy() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // DeadlineExceeded is not retried (the start-up ListActors plus one GetActor).
     assert_eq!(count(&fake.rpcs(), "GetActor"), 1);
+    p.shutdown();
+    p.wait().await;
+    fake.stop();
+}
+
+#[tokio::test]
+async fn proxied_http_carries_the_actor_host_to_the_router() {
+    let fake = FakeSubstrate::start(None, None).await;
+    let p = sandcanary_proxy::server::start(support::config(raw(&fake)))
+        .await
+        .unwrap();
+    let (status, body) = http_from("127.0.0.3", p.data_addr, "/").await;
+    assert_eq!((status, body.as_str()), (200, "workload"));
+    let host = host_header("pw-tenant-3");
+    let seen = fake.gateway_requests();
+    // The readiness probe, then the proxied request, both routed by the actor's Host.
+    assert_eq!(seen, [(host.clone(), true), (host, true)]);
     p.shutdown();
     p.wait().await;
     fake.stop();

@@ -826,6 +826,12 @@ impl Config {
             ));
         }
         let substrate = if backend == BackendKind::Substrate {
+            if upstream_host == HostPolicy::Preserve {
+                return Err(err(
+                    "UPSTREAM_HOST",
+                    "preserve cannot work with BACKEND=substrate: atenet routes by the Host header, which must name the actor",
+                ));
+            }
             Some(substrate_config(&raw)?)
         } else {
             None
@@ -1624,6 +1630,11 @@ mod tests {
             f(&mut raw);
             fails(raw, var, needle);
         };
+        one(
+            |r| r.upstream_host = Some("preserve".into()),
+            "UPSTREAM_HOST",
+            "atenet routes by the Host header",
+        );
         one(
             |r| r.substrate_force_boot = Some("yes please".into()),
             "SUBSTRATE_FORCE_BOOT",

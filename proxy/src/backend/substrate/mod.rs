@@ -6,6 +6,11 @@
 //! updates) and `Unavailable` are retried a bounded number of times with backoff; a boot that falls
 //! back to SUSPENDED fails at once; the readiness probe fails instead of proceeding blindly; delete
 //! waits for SUSPENDED before deleting; and `list` only adopts running actors of our template.
+//!
+//! Every actor's endpoint is the router's address, so the forwarder's keep-alive pool (keyed by
+//! address) may carry requests of several actors over one connection; that relies on atenet (Envoy)
+//! routing each request by its Host header, as it does, not each connection. UPSTREAM_HOST=preserve
+//! is refused at start-up for this backend.
 
 mod channel;
 mod probe;
@@ -299,7 +304,8 @@ impl SubstrateBackend {
         }
     }
 
-    /// Polls the actor to SUSPENDED. `Ok(false)` when it does not exist.
+    /// Polls the actor to SUSPENDED. An actor that was still resuming when it was asked to suspend
+    /// (FailedPrecondition) is asked again once it is RUNNING. `Ok(false)` when it does not exist.
     async fn wait_suspended(&self, actor: &str) -> Result<bool, BackendError> {
         let deadline = Instant::now() + self.cfg.running_timeout;
         loop {
@@ -309,6 +315,9 @@ impl SubstrateBackend {
             let status = status_of(&a);
             if status == ActorStatus::Suspended {
                 return Ok(true);
+            }
+            if status == ActorStatus::Running && !self.suspend_call(actor).await? {
+                return Ok(false);
             }
             if Instant::now() >= deadline {
                 return Err(BackendError::Timeout(format!(
