@@ -258,12 +258,11 @@ async fn never_running_failed_boot_and_unreachable_workloads_fail_cleanly() {
         s.boot_fails = true;
         s.resuming_polls = 1;
     });
-    let started = Instant::now();
     match b.ensure("broken").await {
+        // Failed, not a timeout: it does not wait out SUBSTRATE_RUNNING_TIMEOUT.
         Err(BackendError::Failed(m)) => assert!(m.contains("boot failed"), "{m}"),
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_millis(400), "fails fast");
 
     // RUNNING but the router keeps answering 503: an error, not a blind success.
     fake.script(|s| {
@@ -273,6 +272,24 @@ async fn never_running_failed_boot_and_unreachable_workloads_fail_cleanly() {
     match b.ensure("mute").await {
         Err(BackendError::Timeout(m)) => assert!(m.contains("503 from the router"), "{m}"),
         other => panic!("expected a timeout, got {other:?}"),
+    }
+    // 404 means atenet does not know the actor: not ready (the reference took it for ready).
+    fake.script(|s| {
+        s.gateway_503 = 0;
+        s.gateway_404 = 1000;
+    });
+    match b.ensure("unknown").await {
+        Err(BackendError::Timeout(m)) => assert!(m.contains("404 from the router"), "{m}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // A few 404s while atenet catches up are fine.
+    fake.script(|s| s.gateway_404 = 2);
+    b.ensure("unknown").await.unwrap();
+    // A server that answers for another actor than asked is a newer API, not a success.
+    fake.script(|s| s.wrong_actor_id = Some("".into()));
+    match b.ensure("unknown").await {
+        Err(BackendError::Failed(m)) => assert!(m.contains("newer than the pinned"), "{m}"),
+        other => panic!("expected a failure, got {other:?}"),
     }
     fake.stop();
 }
@@ -547,13 +564,21 @@ async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_re
     assert!(!tree.is_empty());
     let stopped = || {
         tree.iter()
-            .all(|p| process_state(*p).is_none_or(|c| c == 'T' || c == 't'))
+            // Stopped, or already dead (a renderer that exited just before; its parent is stopped
+            // and cannot reap it).
+            .all(|p| process_state(*p).is_none_or(|c| matches!(c, 'T' | 't' | 'Z' | 'X')))
     };
     let since = Instant::now();
     while !stopped() && since.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(stopped(), "sandbox processes are stopped");
+    assert!(
+        stopped(),
+        "sandbox processes are stopped: {:?}",
+        tree.iter()
+            .map(|p| (*p, process_state(*p)))
+            .collect::<Vec<_>>()
+    );
 
     // Resume through the session API: ResumeActor with the configured boot flag, then usable again.
     fake.clear_rpcs();

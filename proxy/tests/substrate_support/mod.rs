@@ -78,6 +78,10 @@ pub struct Script {
     pub resuming_polls: u32,
     /// The gateway answers 503 this many times for a RUNNING actor before routing to it.
     pub gateway_503: u32,
+    /// The gateway answers 404 (unknown actor) this many times for a RUNNING actor.
+    pub gateway_404: u32,
+    /// GetActor answers with this actor id instead of the one asked for (API version skew).
+    pub wrong_actor_id: Option<String>,
     /// Actors per ListActors page (0: all).
     pub page_size: usize,
 }
@@ -334,6 +338,10 @@ impl FakeSubstrate {
                     w.script.gateway_503 -= 1;
                     Err(503)
                 }
+                Ok(_) if w.script.gateway_404 > 0 => {
+                    w.script.gateway_404 -= 1;
+                    Err(404)
+                }
                 d => d,
             };
             w.gateway.push((host.clone(), d.is_ok()));
@@ -387,10 +395,16 @@ impl Control for FakeSubstrate {
         self.enter(Rpc::Get(id.clone())).await?;
         let mut w = self.world.lock().unwrap();
         self.advance(&mut w, &id);
-        let a = w.actors.get(&id).ok_or_else(|| Self::not_found(&id))?;
-        Ok(Response::new(GetActorResponse {
-            actor: Some(a.actor.clone()),
-        }))
+        let mut actor = w
+            .actors
+            .get(&id)
+            .ok_or_else(|| Self::not_found(&id))?
+            .actor
+            .clone();
+        if let Some(other) = &w.script.wrong_actor_id {
+            actor.actor_id = other.clone();
+        }
+        Ok(Response::new(GetActorResponse { actor: Some(actor) }))
     }
 
     async fn create_actor(&self, req: Request<CreateActorRequest>) -> R<CreateActorResponse> {

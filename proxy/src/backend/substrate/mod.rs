@@ -187,7 +187,17 @@ impl SubstrateBackend {
             })
             .await
         {
-            Ok(r) => Self::actor_in("GetActor", actor, r.actor).map(Some),
+            Ok(r) => {
+                let a = Self::actor_in("GetActor", actor, r.actor)?;
+                if a.actor_id != actor {
+                    // A newer substrate reads field 1 as an ActorRef message, not our string.
+                    return Err(BackendError::Failed(format!(
+                        "substrate GetActor {actor} answered for actor {:?}: is ate-api newer than the pinned proto/ateapi.proto (actor_ref/atespace API)?",
+                        clip(&a.actor_id)
+                    )));
+                }
+                Ok(Some(a))
+            }
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(Self::fail("GetActor", actor, &s)),
         }
