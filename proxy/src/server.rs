@@ -23,6 +23,7 @@ use crate::backend::isola::{IsolaBackend, IsolaSettings};
 use crate::backend::kars::{KarsBackend, KarsSettings};
 use crate::backend::local::LocalBackend;
 use crate::backend::sandbox_claim::{SandboxClaimBackend, SandboxClaimSettings};
+use crate::backend::substrate::SubstrateBackend;
 use crate::config::{BackendKind, Config};
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::identity::{Chain, Identity};
@@ -111,10 +112,11 @@ pub fn backend_for(cfg: &Config, kube: Option<kube::Client>) -> Arc<dyn Backend>
                 },
             ))
         }
-        other => unreachable!(
-            "backend {} is rejected by config validation",
-            other.as_str()
-        ),
+        BackendKind::Substrate => Arc::new(SubstrateBackend::new(
+            cfg.substrate
+                .clone()
+                .expect("validated: substrate has its settings"),
+        )),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod kars;
 pub mod local;
 pub mod naming;
 pub mod sandbox_claim;
+pub mod substrate;
 
 use std::fmt;
 

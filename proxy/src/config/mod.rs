@@ -137,6 +137,44 @@ pub struct RawConfig {
     /// karssandbox backend: the sandbox container image.
     #[arg(long, env = "KARS_SANDBOX_IMAGE")]
     pub kars_sandbox_image: Option<String>,
+    /// substrate backend: the ate-api gRPC endpoint, host:port.
+    #[arg(long, env = "SUBSTRATE_API_ENDPOINT")]
+    pub substrate_api_endpoint: Option<String>,
+    /// substrate backend: the atenet router every sandbox is reached through (by Host header), host:port.
+    #[arg(long, env = "SUBSTRATE_ROUTER_ADDR")]
+    pub substrate_router_addr: Option<String>,
+    /// substrate backend: the ActorTemplate of new actors, namespace/name.
+    #[arg(long, env = "SUBSTRATE_ACTOR_TEMPLATE")]
+    pub substrate_actor_template: Option<String>,
+    /// substrate backend: resume with boot=true (from the template, not a snapshot).
+    #[arg(long, env = "SUBSTRATE_FORCE_BOOT")]
+    pub substrate_force_boot: Option<String>,
+    /// substrate backend: `verify` (TLS, the default), `skip-verify` (TLS without checking the
+    /// certificate: the reference's behaviour) or `plaintext` (no TLS).
+    #[arg(long, env = "SUBSTRATE_TLS")]
+    pub substrate_tls: Option<String>,
+    /// substrate backend: PEM bundle of the CAs that sign the API's certificate (default: system roots).
+    #[arg(long, env = "SUBSTRATE_CA_FILE")]
+    pub substrate_ca_file: Option<String>,
+    /// substrate backend: name to verify the API's certificate against (and send as SNI), when it is
+    /// not the endpoint's host.
+    #[arg(long, env = "SUBSTRATE_TLS_SERVER_NAME")]
+    pub substrate_tls_server_name: Option<String>,
+    /// substrate backend: deadline of each gRPC call.
+    #[arg(long, env = "SUBSTRATE_CALL_TIMEOUT")]
+    pub substrate_call_timeout: Option<String>,
+    /// substrate backend: attempts per gRPC call when substrate answers Aborted or Unavailable.
+    #[arg(long, env = "SUBSTRATE_MAX_ATTEMPTS")]
+    pub substrate_max_attempts: Option<String>,
+    /// substrate backend: interval of the GetActor and readiness polls.
+    #[arg(long, env = "SUBSTRATE_POLL_INTERVAL")]
+    pub substrate_poll_interval: Option<String>,
+    /// substrate backend: how long an actor may take to reach RUNNING (or SUSPENDED on delete).
+    #[arg(long, env = "SUBSTRATE_RUNNING_TIMEOUT")]
+    pub substrate_running_timeout: Option<String>,
+    /// substrate backend: how long a RUNNING actor's workload may take to answer through the router.
+    #[arg(long, env = "SUBSTRATE_PROBE_TIMEOUT")]
+    pub substrate_probe_timeout: Option<String>,
     /// isola backend: namespace of the Sandbox objects (isola's `sandboxNamespace.name`).
     #[arg(long, env = "ISOLA_NAMESPACE")]
     pub isola_namespace: Option<String>,
@@ -274,6 +312,36 @@ pub struct KarsConfig {
     pub image: String,
 }
 
+/// How the substrate backend secures its gRPC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubstrateTls {
+    /// TLS, certificate checked against SUBSTRATE_CA_FILE or the system roots.
+    Verify,
+    /// TLS without checking the certificate (the reference's only mode); an explicit opt-in.
+    SkipVerify,
+    /// No TLS at all; an explicit opt-in.
+    Plaintext,
+}
+
+/// Settings of the `substrate` backend (spec §5.2).
+#[derive(Debug, Clone)]
+pub struct SubstrateConfig {
+    pub api_endpoint: crate::backend::Authority,
+    pub router: crate::backend::Authority,
+    pub template_namespace: String,
+    pub template_name: String,
+    pub force_boot: bool,
+    pub tls: SubstrateTls,
+    /// CAs from SUBSTRATE_CA_FILE; empty means the system roots.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub tls_server_name: Option<String>,
+    pub call_timeout: Duration,
+    pub max_attempts: u32,
+    pub poll_interval: Duration,
+    pub running_timeout: Duration,
+    pub probe_timeout: Duration,
+}
+
 /// Settings of the `isola` backend.
 #[derive(Debug, Clone)]
 pub struct IsolaConfig {
@@ -320,12 +388,16 @@ pub struct Config {
     pub kars: Option<KarsConfig>,
     /// Set when LEADER_ELECTION is on (several replicas).
     pub replicas: Option<replicas::ReplicasConfig>,
+    /// Set when BACKEND=substrate.
+    pub substrate: Option<SubstrateConfig>,
 }
 
 impl Config {
-    /// Whether the proxy talks to a Kubernetes API server (a cluster backend or pod identity).
+    /// Whether the proxy talks to a Kubernetes API server (a Kubernetes-object backend or pod
+    /// identity; substrate's actors live behind its own gRPC API).
     pub fn needs_kube(&self) -> bool {
-        self.backend != BackendKind::Local || self.identity.contains(&IdentitySource::Pods)
+        !matches!(self.backend, BackendKind::Local | BackendKind::Substrate)
+            || self.identity.contains(&IdentitySource::Pods)
     }
 }
 
@@ -752,23 +824,23 @@ impl Config {
                     ),
                 ));
             }
-        } else {
-            if pod_namespace.is_none() {
-                return Err(err(
-                    "POD_NAMESPACE",
-                    "POD_NAMESPACE is required (set via downward API)",
-                ));
-            }
-            if backend == BackendKind::Substrate {
-                return Err(err(
-                    "BACKEND",
-                    format!(
-                        "BACKEND {:?} is not available in this build yet; use local, sandboxclaim, karssandbox or isola",
-                        backend.as_str()
-                    ),
-                ));
-            }
+        } else if pod_namespace.is_none() && backend != BackendKind::Substrate {
+            return Err(err(
+                "POD_NAMESPACE",
+                "POD_NAMESPACE is required (set via downward API)",
+            ));
         }
+        let substrate = if backend == BackendKind::Substrate {
+            if upstream_host == HostPolicy::Preserve {
+                return Err(err(
+                    "UPSTREAM_HOST",
+                    "preserve cannot work with BACKEND=substrate: atenet routes by the Host header, which must name the actor",
+                ));
+            }
+            Some(substrate_config(&raw)?)
+        } else {
+            None
+        };
         let sandbox_claim = if backend == BackendKind::SandboxClaim {
             let Some(pool) = set(&raw.warmpool_name) else {
                 return Err(err(
@@ -881,8 +953,191 @@ impl Config {
             isola,
             kars,
             replicas,
+            substrate,
         })
     }
+}
+
+/// Parses `host:port` or `[v6]:port` (the reference split at the first `:`, which broke IPv6).
+pub fn parse_authority(
+    var: &'static str,
+    v: &str,
+) -> Result<crate::backend::Authority, ConfigError> {
+    let v = v.trim();
+    let bad = || {
+        err(
+            var,
+            format!("{v:?} is not an address of the form host:port or [v6]:port"),
+        )
+    };
+    if v.contains("://") {
+        return Err(err(var, format!("{v:?}: give host:port without a scheme")));
+    }
+    let (host, p) = if let Some(rest) = v.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad());
+        }
+        (h, p)
+    } else {
+        let (h, p) = v.rsplit_once(':').ok_or_else(bad)?;
+        if h.contains(':') {
+            return Err(err(
+                var,
+                format!("{v:?}: an IPv6 address must be bracketed, as in [fd00::1]:443"),
+            ));
+        }
+        (h, p)
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    if !host_ok {
+        return Err(bad());
+    }
+    let auth = crate::backend::Authority::new(host, port(var, p)?);
+    // The gRPC client builds a URI from it; make sure that works now rather than at the first call.
+    format!("http://{auth}")
+        .parse::<http::Uri>()
+        .map_err(|_| bad())?;
+    Ok(auth)
+}
+
+fn substrate_config(raw: &RawConfig) -> Result<SubstrateConfig, ConfigError> {
+    let api_endpoint = parse_authority(
+        "SUBSTRATE_API_ENDPOINT",
+        set(&raw.substrate_api_endpoint).unwrap_or("api.ate-system.svc.cluster.local:443"),
+    )?;
+    let router = parse_authority(
+        "SUBSTRATE_ROUTER_ADDR",
+        set(&raw.substrate_router_addr).unwrap_or("atenet-router.ate-system.svc.cluster.local:80"),
+    )?;
+    let Some(template) = set(&raw.substrate_actor_template).map(str::trim) else {
+        return Err(err(
+            "SUBSTRATE_ACTOR_TEMPLATE",
+            "SUBSTRATE_ACTOR_TEMPLATE (namespace/name) is required for substrate backend",
+        ));
+    };
+    let (template_namespace, template_name) = match template.split_once('/') {
+        Some((ns, name))
+            if crate::backend::naming::valid_dns_label(ns)
+                && crate::backend::naming::valid_object_name(name) =>
+        {
+            (ns.to_string(), name.to_string())
+        }
+        _ => {
+            return Err(err(
+                "SUBSTRATE_ACTOR_TEMPLATE",
+                format!("SUBSTRATE_ACTOR_TEMPLATE must be 'namespace/name', got {template:?}"),
+            ));
+        }
+    };
+    let force_boot = boolean("SUBSTRATE_FORCE_BOOT", &raw.substrate_force_boot, false)?;
+    let tls = match set(&raw.substrate_tls).map(str::trim).unwrap_or("verify") {
+        "verify" => SubstrateTls::Verify,
+        "skip-verify" => SubstrateTls::SkipVerify,
+        "plaintext" => SubstrateTls::Plaintext,
+        v => {
+            return Err(err(
+                "SUBSTRATE_TLS",
+                format!("{v:?} is not one of verify, skip-verify, plaintext"),
+            ));
+        }
+    };
+    let ca_certs = match set(&raw.substrate_ca_file).map(str::trim) {
+        None => Vec::new(),
+        Some(_) if tls != SubstrateTls::Verify => {
+            return Err(err(
+                "SUBSTRATE_CA_FILE",
+                "is only used with SUBSTRATE_TLS=verify; unset one of them",
+            ));
+        }
+        Some(path) => read_ca_bundle(path)?,
+    };
+    let tls_server_name = match set(&raw.substrate_tls_server_name).map(str::trim) {
+        None => None,
+        Some(_) if tls == SubstrateTls::Plaintext => {
+            return Err(err(
+                "SUBSTRATE_TLS_SERVER_NAME",
+                "is meaningless with SUBSTRATE_TLS=plaintext",
+            ));
+        }
+        Some(name) => {
+            if rustls::pki_types::ServerName::try_from(name.to_string()).is_err() {
+                return Err(err(
+                    "SUBSTRATE_TLS_SERVER_NAME",
+                    format!("{name:?} is not a DNS name or IP address"),
+                ));
+            }
+            Some(name.to_string())
+        }
+    };
+    let max_attempts = count("SUBSTRATE_MAX_ATTEMPTS", &raw.substrate_max_attempts, 5, 1)?;
+    if max_attempts > 100 {
+        return Err(err(
+            "SUBSTRATE_MAX_ATTEMPTS",
+            format!("{max_attempts} is above the maximum 100"),
+        ));
+    }
+    Ok(SubstrateConfig {
+        api_endpoint,
+        router,
+        template_namespace,
+        template_name,
+        force_boot,
+        tls,
+        ca_certs,
+        tls_server_name,
+        call_timeout: positive_dur("SUBSTRATE_CALL_TIMEOUT", &raw.substrate_call_timeout, "10s")?,
+        max_attempts: max_attempts as u32,
+        poll_interval: positive_dur(
+            "SUBSTRATE_POLL_INTERVAL",
+            &raw.substrate_poll_interval,
+            "200ms",
+        )?,
+        running_timeout: positive_dur(
+            "SUBSTRATE_RUNNING_TIMEOUT",
+            &raw.substrate_running_timeout,
+            "60s",
+        )?,
+        probe_timeout: positive_dur(
+            "SUBSTRATE_PROBE_TIMEOUT",
+            &raw.substrate_probe_timeout,
+            "30s",
+        )?,
+    })
+}
+
+/// Reads a PEM bundle of CA certificates; each must be one rustls accepts as a trust anchor.
+fn read_ca_bundle(
+    path: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    const VAR: &str = "SUBSTRATE_CA_FILE";
+    let bytes = std::fs::read(path).map_err(|e| err(VAR, format!("cannot read {path:?}: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            err(
+                VAR,
+                format!("{path:?} is not a PEM certificate bundle: {e}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(err(VAR, format!("{path:?} holds no PEM certificate")));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        roots.add(c.clone()).map_err(|e| {
+            err(
+                VAR,
+                format!("{path:?}: a certificate is unusable as a CA: {e}"),
+            )
+        })?;
+    }
+    Ok(certs)
 }
 
 /// A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name.
@@ -1226,14 +1481,6 @@ mod tests {
             "IDENTITY_LOOKUP_TIMEOUT",
             "greater than zero",
         );
-        fails(
-            RawConfig {
-                backend: Some("substrate".into()),
-                ..cluster()
-            },
-            "BACKEND",
-            "not available in this build yet",
-        );
         let kars = || RawConfig {
             backend: Some("karssandbox".into()),
             kars_inference_ref: Some("gpt".into()),
@@ -1300,6 +1547,211 @@ mod tests {
             "ISOLA_NAMESPACE",
             "not a valid namespace",
         );
+    }
+
+    #[test]
+    fn substrate_settings_are_validated_by_name() {
+        let sub = || RawConfig {
+            backend: Some("substrate".into()),
+            identity: Some("static".into()),
+            substrate_actor_template: Some("ate-test/playwright".into()),
+            ..base()
+        };
+        let c = Config::from_raw(sub()).unwrap();
+        assert!(!c.needs_kube(), "substrate needs no Kubernetes client");
+        let s = c.substrate.unwrap();
+        assert_eq!(
+            s.api_endpoint.to_string(),
+            "api.ate-system.svc.cluster.local:443"
+        );
+        assert_eq!(
+            s.router.to_string(),
+            "atenet-router.ate-system.svc.cluster.local:80"
+        );
+        assert_eq!(
+            (s.template_namespace.as_str(), s.template_name.as_str()),
+            ("ate-test", "playwright")
+        );
+        assert!(!s.force_boot);
+        assert_eq!(s.tls, SubstrateTls::Verify);
+        assert!(s.ca_certs.is_empty());
+        assert_eq!(s.call_timeout, Duration::from_secs(10));
+        assert_eq!(s.max_attempts, 5);
+        assert_eq!(s.poll_interval, Duration::from_millis(200));
+        assert_eq!(s.running_timeout, Duration::from_secs(60));
+        assert_eq!(s.probe_timeout, Duration::from_secs(30));
+        // IPv6 routers work when bracketed (the reference split at the first ':').
+        let c = Config::from_raw(RawConfig {
+            substrate_router_addr: Some("[fd00::1]:8080".into()),
+            substrate_force_boot: Some("true".into()),
+            substrate_tls: Some("plaintext".into()),
+            ..sub()
+        })
+        .unwrap();
+        let s = c.substrate.unwrap();
+        assert_eq!(s.router.to_string(), "[fd00::1]:8080");
+        assert!(s.force_boot);
+        assert_eq!(s.tls, SubstrateTls::Plaintext);
+        // Default identity for substrate is the pod one, which needs POD_NAMESPACE.
+        fails(
+            RawConfig {
+                identity: None,
+                ..sub()
+            },
+            "POD_NAMESPACE",
+            "POD_NAMESPACE is required",
+        );
+        fails(
+            RawConfig {
+                substrate_actor_template: None,
+                ..sub()
+            },
+            "SUBSTRATE_ACTOR_TEMPLATE",
+            "SUBSTRATE_ACTOR_TEMPLATE (namespace/name) is required for substrate backend",
+        );
+        for bad in ["playwright", "/playwright", "ns/", "NS/x", "a/b/c"] {
+            fails(
+                RawConfig {
+                    substrate_actor_template: Some(bad.into()),
+                    ..sub()
+                },
+                "SUBSTRATE_ACTOR_TEMPLATE",
+                "SUBSTRATE_ACTOR_TEMPLATE must be 'namespace/name', got",
+            );
+        }
+        let bad_addr = |var: &'static str, v: &str, needle: &str| {
+            let mut raw = sub();
+            match var {
+                "SUBSTRATE_API_ENDPOINT" => raw.substrate_api_endpoint = Some(v.into()),
+                _ => raw.substrate_router_addr = Some(v.into()),
+            }
+            fails(raw, var, needle);
+        };
+        bad_addr("SUBSTRATE_API_ENDPOINT", "api.example", "host:port");
+        bad_addr("SUBSTRATE_API_ENDPOINT", "api.example:0", "out of range");
+        bad_addr(
+            "SUBSTRATE_API_ENDPOINT",
+            "https://api:443",
+            "without a scheme",
+        );
+        bad_addr("SUBSTRATE_ROUTER_ADDR", "fd00::1:80", "must be bracketed");
+        bad_addr("SUBSTRATE_ROUTER_ADDR", "router:http", "not an integer");
+        bad_addr("SUBSTRATE_ROUTER_ADDR", "[nothost]:80", "host:port");
+        let one = |f: fn(&mut RawConfig), var: &str, needle: &str| {
+            let mut raw = sub();
+            f(&mut raw);
+            fails(raw, var, needle);
+        };
+        one(
+            |r| r.upstream_host = Some("preserve".into()),
+            "UPSTREAM_HOST",
+            "atenet routes by the Host header",
+        );
+        one(
+            |r| r.substrate_force_boot = Some("yes please".into()),
+            "SUBSTRATE_FORCE_BOOT",
+            "not a boolean",
+        );
+        one(
+            |r| r.substrate_tls = Some("off".into()),
+            "SUBSTRATE_TLS",
+            "verify, skip-verify, plaintext",
+        );
+        one(
+            |r| r.substrate_ca_file = Some("/nonexistent/ca.pem".into()),
+            "SUBSTRATE_CA_FILE",
+            "cannot read",
+        );
+        one(
+            |r| {
+                r.substrate_tls = Some("skip-verify".into());
+                r.substrate_ca_file = Some("/etc/hostname".into());
+            },
+            "SUBSTRATE_CA_FILE",
+            "only used with SUBSTRATE_TLS=verify",
+        );
+        one(
+            |r| {
+                r.substrate_tls = Some("plaintext".into());
+                r.substrate_tls_server_name = Some("api".into());
+            },
+            "SUBSTRATE_TLS_SERVER_NAME",
+            "meaningless",
+        );
+        one(
+            |r| r.substrate_tls_server_name = Some("not a name!".into()),
+            "SUBSTRATE_TLS_SERVER_NAME",
+            "not a DNS name",
+        );
+        one(
+            |r| r.substrate_call_timeout = Some("0s".into()),
+            "SUBSTRATE_CALL_TIMEOUT",
+            "greater than zero",
+        );
+        one(
+            |r| r.substrate_poll_interval = Some("fast".into()),
+            "SUBSTRATE_POLL_INTERVAL",
+            "duration",
+        );
+        one(
+            |r| r.substrate_running_timeout = Some("-1s".into()),
+            "SUBSTRATE_RUNNING_TIMEOUT",
+            "negative",
+        );
+        one(
+            |r| r.substrate_probe_timeout = Some("0".into()),
+            "SUBSTRATE_PROBE_TIMEOUT",
+            "greater than zero",
+        );
+        one(
+            |r| r.substrate_max_attempts = Some("0".into()),
+            "SUBSTRATE_MAX_ATTEMPTS",
+            "below the minimum",
+        );
+        one(
+            |r| r.substrate_max_attempts = Some("1000".into()),
+            "SUBSTRATE_MAX_ATTEMPTS",
+            "above the maximum",
+        );
+
+        // CA bundles: PEM certificates only.
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        fails(
+            RawConfig {
+                substrate_ca_file: Some(junk.to_string_lossy().into()),
+                ..sub()
+            },
+            "SUBSTRATE_CA_FILE",
+            "holds no PEM certificate",
+        );
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        fails(
+            RawConfig {
+                substrate_ca_file: Some(broken.to_string_lossy().into()),
+                ..sub()
+            },
+            "SUBSTRATE_CA_FILE",
+            "unusable as a CA",
+        );
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.cert.pem()).unwrap();
+        let c = Config::from_raw(RawConfig {
+            substrate_ca_file: Some(good.to_string_lossy().into()),
+            substrate_tls_server_name: Some("api.ate-system.svc".into()),
+            ..sub()
+        })
+        .unwrap();
+        let s = c.substrate.unwrap();
+        assert_eq!(s.ca_certs.len(), 1);
+        assert_eq!(s.tls_server_name.as_deref(), Some("api.ate-system.svc"));
     }
 
     #[test]
