@@ -501,9 +501,13 @@ async fn tls_with_a_generated_ca_and_the_insecure_modes() {
 async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_resume() {
     support::init_tracing();
     let fixture = support::fixture_server().await;
-    let tmp = format!("/tmp/sc-sub-{}", std::process::id());
+    // Short (Chromium's socket paths), and removed even when the test fails.
+    let tmp = tempfile::Builder::new()
+        .prefix("sc-sub")
+        .tempdir_in("/tmp")
+        .unwrap();
     let local_cfg = support::config(RawConfig {
-        local_tmp_dir: Some(tmp.clone()),
+        local_tmp_dir: Some(tmp.path().to_string_lossy().into_owned()),
         // As in an ateom pod, the workload is not bound to localhost: Playwright only checks Host
         // headers (against DNS rebinding) on servers bound to a localhost address.
         local_bind: Some("127.0.0.10".into()),
@@ -600,7 +604,6 @@ async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_re
     p.wait().await;
     workloads.shutdown().await;
     fake.stop();
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 fn process_state(pid: i32) -> Option<char> {

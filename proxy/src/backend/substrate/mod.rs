@@ -68,6 +68,21 @@ fn looks_hashed(stripped: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The status message with its source chain: transport failures (refused, TLS, ...) carry their
+/// cause there only.
+fn describe(s: &Status) -> String {
+    let mut detail = s.message().to_string();
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !detail.contains(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        source = e.source();
+    }
+    detail
+}
+
 fn status_of(a: &Actor) -> ActorStatus {
     ActorStatus::try_from(a.status).unwrap_or(ActorStatus::Unspecified)
 }
@@ -149,7 +164,7 @@ impl SubstrateBackend {
                 Err(s) if retryable(s.code()) => {
                     return Err(Status::new(
                         s.code(),
-                        format!("{} (gave up after {attempt} attempts)", s.message()),
+                        format!("{} (gave up after {attempt} attempts)", describe(&s)),
                     ));
                 }
                 Err(s) => return Err(s),
@@ -161,7 +176,7 @@ impl SubstrateBackend {
         let what = format!(
             "substrate {rpc} {actor}: {:?}: {}",
             s.code(),
-            clip(s.message())
+            clip(&describe(s))
         );
         match s.code() {
             Code::DeadlineExceeded => BackendError::Timeout(what),
