@@ -15,7 +15,7 @@ setup-manifests:
 	  "$${sudo_cmd[@]}" apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; fi
 
-test-manifests: setup-kube setup-manifests
+test-manifests: setup-system setup-node setup-kube setup-manifests
 	python3 test/manifests/images.py
 	$(CARGO) build -p sandcanary-proxy --bin sandcanary-proxy
 	test/manifests/run.sh
