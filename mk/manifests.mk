@@ -9,12 +9,13 @@ SETUP_TARGETS += setup-manifests
 TEST_TARGETS += test-manifests
 
 setup-manifests:
-	@command -v python3 >/dev/null || { echo "setup-manifests: installing python3" >&2; \
+	@missing=(); for c in python3 curl; do command -v $$c >/dev/null || missing+=($$c); done; \
+	if (($${#missing[@]})); then echo "setup-manifests: installing $${missing[*]}" >&2; \
 	  sudo_cmd=(); [[ $$(id -u) -ne 0 ]] && sudo_cmd=(sudo); \
 	  "$${sudo_cmd[@]}" apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3 >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; fi
 
-test-manifests: setup-kube setup-manifests
+test-manifests: setup-system setup-node setup-kube setup-manifests
 	python3 test/manifests/images.py
 	$(CARGO) build -p sandcanary-proxy --bin sandcanary-proxy
 	test/manifests/run.sh

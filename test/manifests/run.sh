@@ -12,7 +12,8 @@
 #      backend's objects; and nothing obviously beyond (secrets, deleting pods);
 #      and then the real sandcanary-proxy binary started with exactly the environment the overlay's Deployment
 #      gives it, under that ServiceAccount's token: it must become ready (pod watch synced) and create its
-#      backend object for a session (cluster backends with CRDs here: agent-sandbox, openshell, kars, isola);
+#      backend object for a session (cluster backends with CRDs here: agent-sandbox, openshell, kars, isola),
+#      or, for the local overlay, start a real sandbox (Chromium from deploy/sandbox, needs `make setup-node`);
 #   4. negative: every file in test/manifests/invalid/ must be rejected by validate-manifests.sh.
 #
 # SANDCANARY_PROXY_BIN overrides the proxy binary (default: $CARGO_TARGET_DIR/debug/sandcanary-proxy, which
@@ -31,8 +32,8 @@ validate() { "$kube_dir/validate-manifests.sh" "$@"; }
 failed=0
 fail() { log "FAIL: $*"; failed=$((failed + 1)); }
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+work="$(mktemp -d)" local_tmp=""
+trap 'rm -rf "$work" ${local_tmp:+"$local_tmp"}' EXIT
 
 # --- 1. server-side dry run of everything -------------------------------------------------------------
 argo_dir="$(cd "$kube_dir" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)"
@@ -98,6 +99,13 @@ KC
   kubectl create token sandcanary-proxy -n playwright >"$d/sa-token"
   chmod 600 "$d/sa-token"
   admin="127.0.0.1:$(free_port)"
+  if [ "$resource" = local ]; then
+    # The proxy-local image's paths (images.py checks them) mapped onto this checkout; the sandboxes'
+    # directory stays short (Chromium's unix socket paths), like the overlay's /tmp/sandboxes.
+    local_tmp="$(mktemp -d /tmp/scm.XXXXXX)"
+    sed -i -e "s|^LOCAL_SANDBOX_SERVER=/app/server.js$|LOCAL_SANDBOX_SERVER=$root/deploy/sandbox/server.js|" \
+      -e "s|^LOCAL_TMP_DIR=.*|LOCAL_TMP_DIR=$local_tmp|" "$d/env"
+  fi
   mapfile -t envs <"$d/env"
   env -i PATH="$PATH" HOME="$HOME" "${envs[@]}" KUBECONFIG="$d/kubeconfig" \
     LISTEN_ADDR="127.0.0.1:$(free_port)" METRICS_ADDR="$admin" LOG_FORMAT=text "$proxy_bin" >"$d/log" 2>&1 &
@@ -107,8 +115,14 @@ KC
     if [ "$(curl -s -m 1 "http://$admin/readyz" 2>/dev/null)" = ok ]; then ready=1; break; fi
     sleep 0.2
   done
-  if [ -n "$ready" ]; then
-    local token; token="$(cat "$d/root/var/run/sandcanary/session-api-token")"
+  local token; token="$(cat "$d/root/var/run/sandcanary/session-api-token" 2>/dev/null || true)"
+  if [ -n "$ready" ] && [ "$resource" = local ]; then
+    # The local backend really starts the sandbox (Chromium, and @playwright/mcp with LOCAL_MCP).
+    if curl -sf -m 90 -X PUT -H "Authorization: Bearer $token" "http://$admin/v1/sessions/manifest-probe" |
+        grep -q '"state":"ready"'; then created=1
+    else fail "overlays/$overlay: the local backend did not start a ready sandbox"; fi
+    curl -s -m 30 -X DELETE -H "Authorization: Bearer $token" "http://$admin/v1/sessions/manifest-probe" >/dev/null || true
+  elif [ -n "$ready" ]; then
     # PUT waits for the sandbox, which nothing here makes ready: only its creation is awaited.
     curl -s -m 3 -X PUT -H "Authorization: Bearer $token" "http://$admin/v1/sessions/manifest-probe" >/dev/null 2>&1 &
     for i in $(seq 1 50); do
@@ -124,7 +138,8 @@ KC
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   if [ -z "$created" ]; then echo "--- proxy log (overlays/$overlay)" >&2; tail -n 30 "$d/log" >&2; fi
-  kubectl delete "$resource" pw-manifest-probe -n "$ns" --ignore-not-found --wait=false >/dev/null
+  [ "$resource" = local ] ||
+    kubectl delete "$resource" pw-manifest-probe -n "$ns" --ignore-not-found --wait=false >/dev/null
 }
 
 # --- 3a. RBAC of each backend overlay, through the API server's own authorizer ---------------------------
@@ -167,7 +182,8 @@ for pair in agent-sandbox:sandboxclaim openshell:sandboxclaim kars:karssandbox i
     karssandbox) run_proxy "$overlay" karssandboxes.kars.azure.com playwright ;;
     isola) run_proxy "$overlay" sandboxes.sandbox.isola.run isola-sandboxes ;;
   esac
-  [ -z "$rbac" ] || ((failed > before)) || log "ok       overlays/$overlay: the proxy runs with its environment and RBAC"
+  [ "$overlay" != local ] || run_proxy local local playwright
+  [ -z "$rbac" ] && [ "$overlay" != local ] || ((failed > before)) || log "ok       overlays/$overlay: the proxy runs with its environment and RBAC"
   # Remove this overlay's grants before the next one is checked.
   for ns in playwright isola-sandboxes; do kubectl delete role,rolebinding --all -n "$ns" >/dev/null; done
   kubectl delete clusterrole,clusterrolebinding sandcanary-proxy-kars-pods --ignore-not-found >/dev/null
