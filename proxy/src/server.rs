@@ -170,20 +170,16 @@ async fn start_parts(
     identity: Arc<dyn Identity>,
     kube: Option<kube::Client>,
 ) -> Result<Running, StartError> {
-    let data = TcpListener::bind(cfg.listen_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            var: "LISTEN_ADDR",
-            addr: cfg.listen_addr,
-            source,
-        })?;
-    let admin_listener = TcpListener::bind(cfg.metrics_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            var: "METRICS_ADDR",
-            addr: cfg.metrics_addr,
-            source,
-        })?;
+    let data = bind(cfg.listen_addr).map_err(|source| StartError::Bind {
+        var: "LISTEN_ADDR",
+        addr: cfg.listen_addr,
+        source,
+    })?;
+    let admin_listener = bind(cfg.metrics_addr).map_err(|source| StartError::Bind {
+        var: "METRICS_ADDR",
+        addr: cfg.metrics_addr,
+        source,
+    })?;
     let data_addr = data.local_addr().expect("bound socket has an address");
     let admin_addr = admin_listener
         .local_addr()
@@ -328,6 +324,31 @@ async fn start_parts(
         stop,
         done,
     })
+}
+
+/// Binds a listener. The IPv6 wildcard (`[::]:port`, and `:port`, as in Go) listens on both
+/// families (IPV6_V6ONLY off, whatever the system default), so that IPv4 and IPv6 callers of a
+/// dual-stack cluster reach the proxy; where the kernel has no IPv6 it falls back to `0.0.0.0`.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual = matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified());
+    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
+        Ok(s) => s,
+        Err(e) if dual && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            warn!(addr = %addr, "no IPv6 on this host; listening on IPv4 only");
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            return bind(v4);
+        }
+        Err(e) => return Err(e),
+    };
+    if dual {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(

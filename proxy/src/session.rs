@@ -754,7 +754,8 @@ impl SessionManager {
             inner
                 .sessions
                 .values()
-                .filter(|s| matches!(&*s.state.borrow(), State::Ready(_) | State::Suspended(_)))
+                // A request waiting on a slow ensure is use too (a missing object is no error).
+                .filter(|s| !matches!(&*s.state.borrow(), State::Failed(_)))
                 .filter_map(|s| {
                     let act = if s.active.load(Ordering::Acquire) > 0 {
                         now

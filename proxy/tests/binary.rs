@@ -42,6 +42,16 @@ fn invalid_configuration_exits_1_naming_the_variable() {
         ),
         ("BACKEND", "nope", "BACKEND: unknown BACKEND \"nope\""),
         ("ENSURE_TIMEOUT", "forever", "ENSURE_TIMEOUT:"),
+        (
+            "LEADER_ELECTION",
+            "true",
+            "LEADER_ELECTION: the local backend's sandboxes",
+        ),
+        (
+            "LEADER_ELECTION",
+            "sometimes",
+            "LEADER_ELECTION: \"sometimes\"",
+        ),
     ] {
         let mut env = base.to_vec();
         env.push((var, value));

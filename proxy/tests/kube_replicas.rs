@@ -1,7 +1,8 @@
 //! Several proxy replicas against one real kube-apiserver (BACKEND=sandboxclaim, LEADER_ELECTION on).
 //! Each replica is the real binary, so that a leader can be killed outright. The test plays the
 //! agent-sandbox controller: every claim becomes Ready at 127.0.0.1, where a WebSocket echo server
-//! (SANDBOX_PORT) and an HTTP page server (SANDBOX_MCP_PORT) stand in for the sandbox.
+//! (SANDBOX_PORT) and an HTTP server (SANDBOX_MCP_PORT: a page at `/`, a slow stream at `/stream`)
+//! stand in for the sandbox.
 //!
 //! Short durations everywhere: IDLE_TTL 3s, activity written at most every 500ms, a 2s Lease.
 
@@ -180,8 +181,47 @@ async fn sandbox() -> Sandbox {
     });
     Sandbox {
         ws,
-        http: support::fixture_server().await,
+        http: http_sandbox().await,
     }
+}
+
+/// Ticks of `/stream`, one every [`TICK`]: a response that lasts longer than three IDLE_TTLs.
+const TICKS: usize = 32;
+const TICK: Duration = Duration::from_millis(300);
+
+async fn http_sandbox() -> SocketAddr {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = if req.uri().path() == "/stream" {
+                            let ticks = futures::stream::unfold(0usize, |n| async move {
+                                if n == TICKS {
+                                    return None;
+                                }
+                                tokio::time::sleep(TICK).await;
+                                let f = Frame::data(bytes::Bytes::from_static(b"tick\n"));
+                                Some((Ok::<_, std::convert::Infallible>(f), n + 1))
+                            });
+                            BodyExt::boxed(StreamBody::new(ticks))
+                        } else {
+                            Full::new(bytes::Bytes::from_static(b"sandbox page")).boxed()
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 /// The agent-sandbox controller's part: every claim without status becomes Ready at 127.0.0.1.
@@ -345,6 +385,7 @@ async fn a_tenant_in_use_on_b_is_never_reaped_by_the_leader_a() {
             ("127.0.0.41", "busy"),
             ("127.0.0.42", "chatty"),
             ("127.0.0.43", "quiet"),
+            ("127.0.0.44", "streamer"),
         ],
     )
     .await;
@@ -355,23 +396,37 @@ async fn a_tenant_in_use_on_b_is_never_reaped_by_the_leader_a() {
 
     // All three tenants start on the leader, so that A has its own (soon idle) view of each; then
     // they move to B, which adopts their claims.
-    for (ip, _) in [("127.0.0.41", ""), ("127.0.0.42", ""), ("127.0.0.43", "")] {
+    for ip in ["127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"] {
         assert_eq!(http_from(ip, a.data).await, 200);
     }
     let uids: Vec<_> = {
         let mut v = Vec::new();
-        for id in ["busy", "chatty", "quiet"] {
+        for id in ["busy", "chatty", "quiet", "streamer"] {
             v.push(w.claim_uid(id).await.expect("claim exists"));
         }
         v
     };
     let mut busy = ws_from("127.0.0.41", b.data).await;
     echo(&mut busy, "hello").await;
+    // streamer reads one long HTTP response through B.
+    let stream = {
+        let proxy = b.data;
+        tokio::spawn(async move {
+            let mut s = support::connect_from("127.0.0.44", proxy).await;
+            s.write_all(b"GET /stream HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf).matches("tick\n").count()
+        })
+    };
     assert_eq!(http_from("127.0.0.43", b.data).await, 200);
     let quiet_last_use = Instant::now();
 
     // Three IDLE_TTLs: busy holds a WebSocket open on B (silent most of the time), chatty sends
-    // HTTP requests to B; neither is reaped by A, whose own view of both is idle. quiet, idle on
+    // HTTP requests to B, streamer reads one long response from B; none is reaped by A, whose own
+    // view of all three is idle. quiet, idle on
     // both replicas, is reaped by the leader A, once, and not before IDLE_TTL.
     let until = Instant::now() + IDLE_TTL * 3;
     let mut quiet_gone_after = None;
@@ -382,9 +437,15 @@ async fn a_tenant_in_use_on_b_is_never_reaped_by_the_leader_a() {
         }
         assert_eq!(w.claim_uid("busy").await.as_ref(), Some(&uids[0]));
         assert_eq!(w.claim_uid("chatty").await.as_ref(), Some(&uids[1]));
+        assert_eq!(w.claim_uid("streamer").await.as_ref(), Some(&uids[3]));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     echo(&mut busy, "still here").await;
+    let ticks = tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert_eq!(ticks, TICKS, "the stream ran to its end");
     let gone = quiet_gone_after.expect("the idle tenant was reaped");
     assert!(
         gone >= IDLE_TTL - Duration::from_millis(600),
@@ -411,11 +472,13 @@ async fn a_tenant_in_use_on_b_is_never_reaped_by_the_leader_a() {
     // Positive control: once B lets go, A reaps both within a few TTLs, each once.
     busy.close(None).await.unwrap();
     drop(busy);
-    eventually(IDLE_TTL * 4, "busy and chatty reaped", || async {
-        w.claim("busy").await.is_none() && w.claim("chatty").await.is_none()
+    eventually(IDLE_TTL * 4, "busy, chatty and streamer reaped", || async {
+        w.claim("busy").await.is_none()
+            && w.claim("chatty").await.is_none()
+            && w.claim("streamer").await.is_none()
     })
     .await;
-    assert_eq!(a.reaped().await, 3.0);
+    assert_eq!(a.reaped().await, 4.0);
     assert_eq!(b.reaped().await, 0.0);
     assert_eq!(
         w.controller.uids("pw-busy").len(),

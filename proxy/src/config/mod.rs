@@ -461,11 +461,13 @@ fn boolean(var: &'static str, v: &Option<String>, default: bool) -> Result<bool,
 }
 
 /// Parses a listen address in Go's forms: `:9000`, `127.0.0.1:9000`, `[::1]:9000`, `localhost:9000`.
+/// `:9000` means every address of both families, as in Go: `[::]:9000`, which the server binds
+/// dual-stack (IPv4 callers arrive as IPv4-mapped addresses, which identity canonicalizes).
 pub fn parse_listen_addr(var: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
     let v = v.trim();
     if let Some(p) = v.strip_prefix(':') {
         return Ok(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             port(var, p)?,
         ));
     }
@@ -1790,6 +1792,10 @@ mod tests {
     fn listen_addresses_in_go_forms() {
         assert_eq!(
             parse_listen_addr("X", ":9000").unwrap().to_string(),
+            "[::]:9000"
+        );
+        assert_eq!(
+            parse_listen_addr("X", "0.0.0.0:9000").unwrap().to_string(),
             "0.0.0.0:9000"
         );
         assert_eq!(parse_listen_addr("X", "127.0.0.1:0").unwrap().port(), 0);
