@@ -24,8 +24,9 @@ import (
 // md is the Measurement.Metadata key the plugin uses for name.
 func md(name string) string { return "sandcanary." + name }
 
-// rolloutUID stands for the Rollout that owns the runs; the plugin reads the Rollout's name from it.
-const rolloutName = "sandcanary-proxy"
+// rolloutName and rolloutUID stand for the Rollout that owns the runs; the plugin reads the Rollout's
+// name from the owner reference (TestFullRollout uses a real Rollout, named as in rollouts/).
+const rolloutName = "sandcanary-proxy-runs"
 
 var rolloutUID = types.UID("6f0e4c1a-5c2b-4a53-9f3e-" + strconv.FormatInt(time.Now().UnixNano()%1e12, 10))
 
