@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -230,6 +231,14 @@ func TestRegressedCanaryFailsAndFilesOneIssue(t *testing.T) {
 	if len(issues) != 1 {
 		t.Fatalf("%d issues filed, want 1: %+v\nrequests %v", len(issues), issues, github.requestLog())
 	}
+	for _, want := range []string{"performance", "canary-regression"} {
+		if !slices.Contains(issues[0].Labels, want) {
+			t.Fatalf("issue labels %v lack the template's %q", issues[0].Labels, want)
+		}
+	}
+	if !strings.Contains(issues[0].Title, rolloutName) {
+		t.Fatalf("issue title %q does not name the Rollout %s (from the run's owner reference)", issues[0].Title, rolloutName)
+	}
 	if !strings.Contains(issues[0].Body, "regressed-statistical") || !strings.Contains(issues[0].Body, "canary-slow") {
 		t.Fatalf("issue body does not name the AnalysisRun and the canary revision:\n%s", issues[0].Body)
 	}
@@ -359,5 +368,48 @@ func TestLLMTemplate(t *testing.T) {
 	}
 	if m.Metadata[md("judge")] != "llm" {
 		t.Fatalf("judge %q, want llm (no fallback); metadata %v", m.Metadata[md("judge")], m.Metadata)
+	}
+}
+
+// TestLLMRejectionPausesForAHuman: in conservative mode a model that rejects a canary the statistics pass
+// makes the verdict Inconclusive, and with the template's inconclusiveLimit 0 the run is Inconclusive
+// (which pauses a Rollout) and nothing is filed.
+func TestLLMRejectionPausesForAHuman(t *testing.T) {
+	openai.setAnswer(`{"promote":false,"confidence":95,"reasons":["cold starts look slower in the tail"]}`)
+	t.Cleanup(func() {
+		openai.setAnswer(`{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`)
+	})
+	issues := len(github.snapshot())
+	newRun(t, "rejected-llm", "sandcanary-llm", false, canaryData, "canary-healthy", map[string]string{
+		"llm-base-url": openaiURL, "llm-model": "e2e-model",
+	})
+	m := expectPhase(t, waitDone(t, "rejected-llm"), v1alpha1.AnalysisPhaseInconclusive)
+	if m.Metadata[md("judge")] != "llm" || m.Metadata[md("llm_promote")] != "false" {
+		t.Fatalf("want the llm judge's rejection; metadata %v", m.Metadata)
+	}
+	if n := len(github.snapshot()); n != issues {
+		t.Fatalf("an Inconclusive verdict filed an issue (%d -> %d)", issues, n)
+	}
+}
+
+// TestUnreachableCanaryEndsInError: a canary whose admin port refuses connections gives Error
+// measurements within seconds (no bench), retried by the controller, and after the template's
+// consecutiveErrorLimit the run ends in Error instead of hanging.
+func TestUnreachableCanaryEndsInError(t *testing.T) {
+	newRun(t, "unreachable", "sandcanary-threshold", false, canaryData, "canary-gone", map[string]string{
+		"canary-admin-url": "http://127.0.0.1:1",
+	})
+	run := waitDone(t, "unreachable")
+	if run.Status.Phase != v1alpha1.AnalysisPhaseError {
+		t.Fatalf("phase %s, want Error; status %s", run.Status.Phase, statusJSON(run))
+	}
+	res := run.Status.MetricResults[0]
+	if res.Error != 3 || len(res.Measurements) != 3 {
+		t.Fatalf("want 3 Error measurements (consecutiveErrorLimit 2), got %d errors, %d measurements", res.Error, len(res.Measurements))
+	}
+	for _, m := range res.Measurements {
+		if m.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(m.Message, "127.0.0.1:1") {
+			t.Fatalf("measurement %s %q does not name the unreachable admin URL", m.Phase, m.Message)
+		}
 	}
 }

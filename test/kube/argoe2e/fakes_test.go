@@ -409,6 +409,13 @@ func (f *fakeOpenAI) handler() http.Handler {
 	return mux
 }
 
+// setAnswer changes the verdict the endpoint gives from now on.
+func (f *fakeOpenAI) setAnswer(answer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answer = answer
+}
+
 func (f *fakeOpenAI) stats() (int, []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
