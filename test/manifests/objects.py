@@ -7,8 +7,21 @@
                                    kubelet would, paths inside Secret mounts moved under ROOT, where each
                                    such file is created with a random token
 """
+import glob
 import json
+import os
+import re
 import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def template_env_names():
+    """Environment variables the AnalysisTemplates tell the plugin to read secrets from."""
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "analysis-templates", "*.yaml")):
+        names.update(re.findall(r"^\s*(?:env|tokenEnv|apiKeyEnv):\s*([A-Z][A-Z0-9_]*)\s*$", open(path).read(), re.M))
+    return names
 
 
 def objects(path):
@@ -87,7 +100,8 @@ def argo_file(src):
             if {m["mountPath"]: m["name"] for m in init.get("volumeMounts", [])}.get("/home/argo-rollouts/plugins") != vol:
                 errors.append("init container and controller do not share the plugins volume")
         env = {e["name"] for e in ctl.get("env", [])}
-        for name in ("SANDCANARY_ADMIN_TOKEN", "SANDCANARY_IDENTITY_TOKEN"):
+        wanted = {"SANDCANARY_ADMIN_TOKEN", "SANDCANARY_IDENTITY_TOKEN"} | template_env_names()
+        for name in sorted(wanted):
             if name not in env:
                 errors.append(f"the controller has no {name} for the plugin")
     for e in errors:

@@ -155,7 +155,7 @@ for pair in agent-sandbox:sandboxclaim openshell:sandboxclaim kars:karssandbox i
   fi
   # Base: pod identity and leader election in the proxy's namespace.
   for v in get list watch; do expect_yes "$v" pods -n playwright; done
-  for v in get create update; do expect_yes "$v" leases.coordination.k8s.io -n playwright; done
+  for v in get create patch; do expect_yes "$v" leases.coordination.k8s.io -n playwright; done
   expect_no get secrets -n playwright
   expect_no delete pods -n playwright
   expect_no create pods -n playwright

@@ -174,7 +174,7 @@ func expectPhase(t *testing.T, run *v1alpha1.AnalysisRun, want v1alpha1.Analysis
 	if _, err := strconv.ParseFloat(m.Value, 64); err != nil {
 		t.Fatalf("Value %q is not the 0-100 score", m.Value)
 	}
-	secrets := []string{os.Getenv("SANDCANARY_SESSION_API_TOKEN"), os.Getenv("SANDCANARY_IDENTITY_TOKEN"),
+	secrets := []string{os.Getenv("SANDCANARY_ADMIN_TOKEN"), os.Getenv("SANDCANARY_IDENTITY_TOKEN"),
 		os.Getenv("GITHUB_TOKEN"), os.Getenv("SANDCANARY_LLM_API_KEY")}
 	raw, _ := json.Marshal(run.Status)
 	for _, s := range secrets {

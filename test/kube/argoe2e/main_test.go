@@ -114,7 +114,7 @@ func startProxy(bin, root, name string, stops *[]func()) (data, admin string, er
 	cmd.Env = append(os.Environ(),
 		"LISTEN_ADDR=127.0.0.1:0", "METRICS_ADDR=127.0.0.1:0", "BACKEND=local",
 		"IDENTITY=token", "IDENTITY_TOKEN="+os.Getenv("SANDCANARY_IDENTITY_TOKEN"),
-		"SESSION_API_TOKEN="+os.Getenv("SANDCANARY_SESSION_API_TOKEN"),
+		"SESSION_API_TOKEN="+os.Getenv("SANDCANARY_ADMIN_TOKEN"),
 		// A killed plugin leaves its sandboxes behind: reap them soon and leave room for the next bench.
 		"LOCAL_WARM_POOL=0", "LOCAL_MAX_SANDBOXES=16", "IDLE_TTL=1m", "IDLE_CHECK_INTERVAL=10s",
 		"LOCAL_TMP_DIR="+tmp, "LOCAL_SANDBOX_SERVER="+filepath.Join(root, "deploy/sandbox/server.js"),
@@ -181,7 +181,7 @@ func setup(stops *[]func()) error {
 	// templates name for their secrets, as the controller's Deployment would get them from a Secret.
 	ghToken, llmKey := randomToken(), randomToken()
 	for k, v := range map[string]string{
-		"SANDCANARY_SESSION_API_TOKEN": randomToken(), "SANDCANARY_IDENTITY_TOKEN": randomToken(),
+		"SANDCANARY_ADMIN_TOKEN": randomToken(), "SANDCANARY_IDENTITY_TOKEN": randomToken(),
 		"GITHUB_TOKEN": ghToken, "SANDCANARY_LLM_API_KEY": llmKey,
 	} {
 		if err := os.Setenv(k, v); err != nil {
