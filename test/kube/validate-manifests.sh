@@ -4,8 +4,8 @@
 #
 #   validate-manifests.sh PATH...
 #
-# PATH is a YAML file, a directory (all *.yaml/*.yml below it, recursively, node_modules excluded) or a
-# kustomization directory
+# PATH is a YAML file, a directory (all *.yaml/*.yml below it, recursively, except in node_modules and in
+# hidden directories such as a tool's output) or a kustomization directory
 # (contains kustomization.yaml: rendered with kubectl's built-in kustomize; a kustomize Component, which cannot
 # be rendered alone, is skipped: validate a kustomization that includes it). Before validating, it installs
 # the CRDs in deploy/crds and Argo Rollouts' CRDs (from the Go module cache) for real, and creates the
@@ -68,11 +68,11 @@ for path in "$@"; do
         d="$(dirname "$d")"
       done
       [ -n "$skip" ] || validate -f "$f"
-    done < <(find "$path" -name node_modules -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' -print | sort)
+    done < <(find "$path" ! -path "$path" \( -name node_modules -o -name '.*' \) -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' -print | sort)
     while IFS= read -r k; do
       if is_component "$(dirname "$k")"; then log "skipped  $(dirname "$k") (a Component: validated through what includes it)"
       else validate -k "$(dirname "$k")"; fi
-    done < <(find "$path" -name node_modules -prune -o -name kustomization.yaml -print | sort)
+    done < <(find "$path" ! -path "$path" \( -name node_modules -o -name '.*' \) -prune -o -name kustomization.yaml -print | sort)
   elif [ -f "$path" ]; then
     validate -f "$path"
   else
