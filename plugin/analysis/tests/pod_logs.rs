@@ -505,6 +505,16 @@ async fn kube_logs_through_the_real_api_server() {
             canary_log().len()
         )
     );
+    // gather reads READ_FACTOR x maxBytes and keeps the newest maxBytes.
+    let asked = kubelet.requests.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .rev()
+            .take(2)
+            .all(|r| r.contains("limitBytes=16384") && r.contains("tailLines=50")),
+        "{asked:?}"
+    );
     let (user, _) = judge_and_capture(&gathered).await;
     assert_prompt_carries_logs_safely(&user);
 

@@ -16,6 +16,10 @@ use crate::config::ConfigError;
 /// Containers of a service mesh that are never the proxy (as the reference plugin skips them).
 pub const MESH_CONTAINERS: [&str; 2] = ["istio-proxy", "istio-init"];
 
+/// How much more than `maxBytes` is read (and sent as `limitBytes`), so the newest bytes can be
+/// kept even when the last `tailLines` lines are longer than `maxBytes`.
+pub const READ_FACTOR: u64 = 4;
+
 /// Upper bounds of the `podLogs` settings.
 pub const MAX_LOG_BYTES: u64 = 256 * 1024;
 pub const MAX_TAIL_LINES: u64 = 10_000;
@@ -41,7 +45,8 @@ pub struct PodLogsConfig {
     /// Only the last lines.
     #[serde(default = "default_tail_lines")]
     pub tail_lines: u64,
-    /// Bytes read per side at most (also sent as `limitBytes`).
+    /// Bytes kept per side (the newest). The API returns the first `limitBytes` of the selected
+    /// lines, so [`READ_FACTOR`] times this is read and the tail kept.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// Deadline for reading one side, listing included.
@@ -137,6 +142,7 @@ pub struct LogRequest {
     pub container: Option<String>,
     pub since_seconds: Option<u64>,
     pub tail_lines: u64,
+    /// Bytes to read at most (sent as `limitBytes`, and enforced by the reader).
     pub max_bytes: u64,
 }
 
@@ -196,7 +202,7 @@ pub async fn gather(
         container: config.container.clone(),
         since_seconds: Some(since),
         tail_lines: config.tail_lines,
-        max_bytes: config.max_bytes,
+        max_bytes: config.max_bytes * READ_FACTOR,
     };
     let (stable_req, canary_req) = (
         request(&config.stable_selector),
