@@ -187,6 +187,9 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             .unwrap_or(JobStatus::Unknown);
         m.resume_at = None;
         m.finished_at = Some(GoTime::now());
+        if let Some(md) = m.metadata.as_mut() {
+            md.retain(|k, _| !k.starts_with(PROGRESS_PREFIX));
+        }
         match status {
             JobStatus::Done(outcome) => {
                 m.phase = outcome.phase;
@@ -422,8 +425,19 @@ mod tests {
         assert_eq!(r.phase, Phase::Running);
         assert!(r.message.contains("started again"));
         assert_eq!(p.runner.running(), 1);
+        m.metadata
+            .as_mut()
+            .unwrap()
+            .insert(format!("{PROGRESS_PREFIX}stage"), "benching".into());
         let t = p.terminate(resume_args(m, &metric)).await;
         assert!(t.phase.is_completed());
+        assert!(
+            t.metadata
+                .as_ref()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with(PROGRESS_PREFIX))
+        );
         assert!(t.finished_at.is_some());
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(p.runner.running(), 0, "job cancelled");
