@@ -19,6 +19,9 @@
 # Secrets (token, keys) stay in files under the state dir and are never printed.
 #
 # Binaries come from build.sh (cached under ~/.cache/sandcanary/kube), or from KUBE_BIN_DIR when set.
+# SANDCANARY_KUBE_KUBELET_TLS=1 (at `start`) makes the server trust kubelets whose serving certificate
+# is signed by the test CA ($SANDCANARY_KUBE_DIR/pki/ca.{crt,key}) and reach them by InternalIP, so a
+# test can register a Node that points at its own HTTPS endpoint and serve pods/log. Off by default.
 # ETCD=/path/to/etcd overrides etcd (Debian's etcd-server 3.4 works too).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -100,6 +103,11 @@ wait_ready() { # dir server token_file
 # Starts kube-apiserver (in the background) against etcd, with the state in dir.
 launch_apiserver() { # dir bin etcd_client_port api_port
   local d="$1" bin="$2" etcd_client="$3" api_port="$4"
+  # With the kubelet-tls marker (SANDCANARY_KUBE_KUBELET_TLS=1 at start), pods/log and exec are proxied to
+  # test kubelets: their serving certificates are checked against the test CA, addresses are InternalIP.
+  local kubelet_args=()
+  [ -f "$d/kubelet-tls" ] && kubelet_args=(--kubelet-certificate-authority "$d/pki/ca.crt"
+    --kubelet-preferred-address-types InternalIP --kubelet-timeout 10s)
   # RBAC as in a real cluster; the test user gets cluster-admin through system:masters. ServiceAccount
   # admission is off because no kube-controller-manager creates `default` service accounts here.
   "$bin/kube-apiserver" \
@@ -118,6 +126,7 @@ launch_apiserver() { # dir bin etcd_client_port api_port
     --cert-dir "$d/pki" \
     --endpoint-reconciler-type none \
     --profiling=false \
+    "${kubelet_args[@]}" \
     >"$d/logs/kube-apiserver.log" 2>&1 </dev/null &
   echo $! >"$d/pids/kube-apiserver.pid"
 }
@@ -191,6 +200,7 @@ start() { # [dir]
   d="$(cd "$d" && pwd)"
   [ -z "$(ls -A "$d")" ] || die "$d is not empty"
   touch "$d/.sandcanary-kube"
+  [ "${SANDCANARY_KUBE_KUBELET_TLS:-0}" = 1 ] && touch "$d/kubelet-tls"
   local bin="${KUBE_BIN_DIR:-}"
   [ -n "$bin" ] || bin="$("$here/build.sh" apiserver)"
   mkdir -p "$d/pki" "$d/logs" "$d/pids"

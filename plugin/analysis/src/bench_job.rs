@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use goplugin::metric::Phase;
-use sandcanary_canary::{CanaryConfig, Progress, RunContext};
+use sandcanary_canary::{CanaryConfig, LogSource, Progress, RunContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
 use crate::job::{Job, JobContext, JobOutcome, PlaceholderJob};
+use crate::kube_logs::KubeLogSource;
 
 /// Environment variable that picks the job of the binary: `bench` (default) or `placeholder`.
 pub const JOB_ENV: &str = "SANDCANARY_JOB";
@@ -38,6 +39,7 @@ impl Job for BenchJob {
         ctx: JobContext,
         config: PluginConfig,
         cancel: CancellationToken,
+        progress: Progress,
     ) -> BoxFuture<'static, JobOutcome> {
         Box::pin(async move {
             // The keys the protocol side did not consume are the canary analysis' own.
@@ -59,7 +61,19 @@ impl Job for BenchJob {
                 metric: ctx.metric,
                 args: ctx.args,
             };
-            let outcome = sandcanary_canary::run(&canary, &run_ctx, cancel, Progress::new()).await;
+            // The Kubernetes client exists only when pod logs are asked for.
+            let logs = canary
+                .pod_logs
+                .as_ref()
+                .map(|l| KubeLogSource::new(std::time::Duration::from_secs(l.timeout_seconds)));
+            let outcome = sandcanary_canary::run_with_logs(
+                &canary,
+                &run_ctx,
+                cancel,
+                progress,
+                logs.as_ref().map(|l| l as &dyn LogSource),
+            )
+            .await;
             JobOutcome {
                 phase: Phase::parse(outcome.phase.as_argo()),
                 value: outcome.value(),
@@ -112,10 +126,11 @@ impl Job for SelectedJob {
         ctx: JobContext,
         config: PluginConfig,
         cancel: CancellationToken,
+        progress: Progress,
     ) -> BoxFuture<'static, JobOutcome> {
         match self {
-            SelectedJob::Bench(j) => j.start(ctx, config, cancel),
-            SelectedJob::Placeholder(j) => j.start(ctx, config, cancel),
+            SelectedJob::Bench(j) => j.start(ctx, config, cancel, progress),
+            SelectedJob::Placeholder(j) => j.start(ctx, config, cancel, progress),
         }
     }
 }
@@ -135,6 +150,7 @@ mod tests {
                 JobContext::default(),
                 config(r#"{"pollSeconds":1,"stable":{"dataUrl":"http://127.0.0.1:1","adminUrl":"http://127.0.0.1:2"}}"#),
                 CancellationToken::new(),
+                Progress::new(),
             )
             .await;
         assert_eq!(out.phase, Phase::Error);
@@ -149,6 +165,7 @@ mod tests {
                 JobContext::default(),
                 config(r#"{"stable":{"dataUrl":"http://127.0.0.1:1","adminUrl":"http://127.0.0.1:2","typo":1}}"#),
                 CancellationToken::new(),
+                Progress::new(),
             )
             .await;
         assert!(out.message.contains("stable.typo"), "{}", out.message);
@@ -185,7 +202,12 @@ mod tests {
             ..Default::default()
         };
         let out = BenchJob
-            .start(ctx, config(&json.to_string()), CancellationToken::new())
+            .start(
+                ctx,
+                config(&json.to_string()),
+                CancellationToken::new(),
+                Progress::new(),
+            )
             .await;
         assert_eq!(out.phase, Phase::Error);
         assert!(

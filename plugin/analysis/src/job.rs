@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use goplugin::metric::Phase;
+use sandcanary_canary::Progress;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
@@ -45,11 +46,14 @@ pub trait Job: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Starts the job. It reports how far it is through `progress`, which the runner keeps so
+    /// `Resume` can show it while the job runs.
     fn start(
         &self,
         ctx: JobContext,
         config: PluginConfig,
         cancel: CancellationToken,
+        progress: Progress,
     ) -> BoxFuture<'static, JobOutcome>;
 }
 
@@ -68,6 +72,7 @@ impl Job for PlaceholderJob {
         ctx: JobContext,
         config: PluginConfig,
         cancel: CancellationToken,
+        _progress: Progress,
     ) -> BoxFuture<'static, JobOutcome> {
         Box::pin(async move {
             let p = config.placeholder;

@@ -8,5 +8,6 @@
 pub mod bench_job;
 pub mod config;
 pub mod job;
+pub mod kube_logs;
 pub mod provider;
 pub mod runner;

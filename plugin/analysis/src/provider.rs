@@ -17,6 +17,8 @@ use crate::runner::{JobRunner, JobStatus};
 
 /// The `Measurement.Metadata` key holding the job handle.
 pub const HANDLE_KEY: &str = "sandcanary.handle";
+/// Prefix of the progress keys `Resume` writes while the job runs (removed with the verdict).
+pub const PROGRESS_PREFIX: &str = "sandcanary.progress.";
 
 /// Serves sandcanary measurements with job `J`.
 pub struct SandcanaryProvider<J> {
@@ -138,15 +140,25 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
                 tracing::warn!(handle = %handle, "unknown job handle; job restarted");
                 Self::running(m, poll, "plugin restarted; job started again".into())
             }
-            JobStatus::Running { elapsed } => Self::running(
-                m,
-                config.poll_seconds,
-                format!(
-                    "{} job running for {}s",
-                    self.runner.job_name(),
-                    elapsed.as_secs()
-                ),
-            ),
+            JobStatus::Running { elapsed, progress } => {
+                let job = self.runner.job_name();
+                let secs = elapsed.as_secs();
+                let message = match &progress {
+                    Some(p) => format!("{job} job running for {secs}s: {}", p.line),
+                    None => format!("{job} job running for {secs}s"),
+                };
+                let mut m = Self::running(m, config.poll_seconds, message);
+                if let Some(p) = progress {
+                    let md = m.metadata.get_or_insert_with(BTreeMap::new);
+                    md.insert(format!("{PROGRESS_PREFIX}elapsedSeconds"), secs.to_string());
+                    md.extend(
+                        p.metadata
+                            .into_iter()
+                            .map(|(k, v)| (format!("{PROGRESS_PREFIX}{k}"), v)),
+                    );
+                }
+                m
+            }
             JobStatus::Done(outcome) => {
                 let mut m = m;
                 m.phase = outcome.phase;
@@ -154,9 +166,9 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
                 m.message = outcome.message;
                 m.resume_at = None;
                 m.finished_at = Some(GoTime::now());
-                m.metadata
-                    .get_or_insert_with(BTreeMap::new)
-                    .extend(outcome.summary);
+                let md = m.metadata.get_or_insert_with(BTreeMap::new);
+                md.retain(|k, _| !k.starts_with(PROGRESS_PREFIX));
+                md.extend(outcome.summary);
                 m
             }
         }
@@ -175,6 +187,9 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             .unwrap_or(JobStatus::Unknown);
         m.resume_at = None;
         m.finished_at = Some(GoTime::now());
+        if let Some(md) = m.metadata.as_mut() {
+            md.retain(|k, _| !k.starts_with(PROGRESS_PREFIX));
+        }
         match status {
             JobStatus::Done(outcome) => {
                 m.phase = outcome.phase;
@@ -270,6 +285,123 @@ mod tests {
         assert_eq!(done.metadata.as_ref().unwrap()[HANDLE_KEY], "u1/bench/0");
     }
 
+    /// A job that reports bench progress one sample per `step` and then succeeds.
+    struct SteppingJob {
+        step: Duration,
+    }
+
+    impl Job for SteppingJob {
+        fn name(&self) -> &'static str {
+            "stepping"
+        }
+
+        fn start(
+            &self,
+            _ctx: JobContext,
+            _config: PluginConfig,
+            cancel: tokio_util::sync::CancellationToken,
+            progress: sandcanary_canary::Progress,
+        ) -> futures::future::BoxFuture<'static, crate::job::JobOutcome> {
+            use sandcanary_bench::scenario::Scenario;
+            use sandcanary_canary::Stage;
+            let step = self.step;
+            Box::pin(async move {
+                progress.set_total(8);
+                progress.set_stage(Stage::Benching);
+                for (i, scenario) in [Scenario::Cold, Scenario::Warm].into_iter().enumerate() {
+                    for k in 0..4 {
+                        tokio::select! {
+                            _ = tokio::time::sleep(step) => {}
+                            _ = cancel.cancelled() => break,
+                        }
+                        let side = if (i + k) % 2 == 0 { "stable" } else { "canary" };
+                        progress.sample_done(side, scenario);
+                    }
+                }
+                progress.set_stage(Stage::Done);
+                crate::job::JobOutcome {
+                    phase: Phase::Successful,
+                    value: "100.00".into(),
+                    message: "ok".into(),
+                    summary: BTreeMap::from([("sandcanary.score".into(), "100".into())]),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn resume_reports_sample_progress_while_the_job_runs() {
+        let p = SandcanaryProvider::new(SteppingJob {
+            step: Duration::from_millis(150),
+        });
+        let metric = metric(r#"{"pollSeconds":1}"#);
+        let m = p
+            .run(RunArgs {
+                analysis_run: Some(run()),
+                metric: metric.clone(),
+            })
+            .await;
+        // Wait until some but not all samples are done.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = p.resume(resume_args(m.clone(), &metric)).await;
+        assert_eq!(r.phase, Phase::Running);
+        let md = r.metadata.clone().unwrap();
+        let key = |k: &str| md.get(&format!("{PROGRESS_PREFIX}{k}")).cloned();
+        assert_eq!(key("stage").as_deref(), Some("benching"), "{md:?}");
+        let (s, c) = (
+            key("samples.stable").unwrap(),
+            key("samples.canary").unwrap(),
+        );
+        assert!(s.ends_with("/4") && c.ends_with("/4"), "{s} {c}");
+        let done: usize = [&s, &c]
+            .iter()
+            .map(|v| v.split('/').next().unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert!((1..8).contains(&done), "{md:?}");
+        assert_eq!(key("scenario").as_deref(), Some("cold"));
+        assert!(key("elapsedSeconds").is_some());
+        assert!(r.message.contains("benching"), "{}", r.message);
+        assert_eq!(md[HANDLE_KEY], "u1/bench/0");
+        let size: usize = md.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size < 400, "metadata kept small: {size} bytes");
+
+        // Later the scenario moves on, then the verdict replaces the progress keys.
+        let scenario_key = format!("{PROGRESS_PREFIX}scenario");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen_warm = false;
+        let done = loop {
+            assert!(std::time::Instant::now() < deadline, "no verdict in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let next = p.resume(resume_args(r.clone(), &metric)).await;
+            if next.phase.is_completed() {
+                break next;
+            }
+            seen_warm |=
+                next.metadata.as_ref().unwrap().get(&scenario_key) == Some(&"warm".to_string());
+        };
+        assert!(seen_warm, "the current scenario moved from cold to warm");
+        assert_eq!(done.phase, Phase::Successful);
+        let md = done.metadata.unwrap();
+        assert!(md.keys().all(|k| !k.starts_with(PROGRESS_PREFIX)), "{md:?}");
+        assert_eq!(md["sandcanary.score"], "100");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_reports_nothing_shows_only_elapsed_time() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let metric = metric(r#"{"placeholder":{"durationMs":5000}}"#);
+        let m = p
+            .run(RunArgs {
+                analysis_run: Some(run()),
+                metric: metric.clone(),
+            })
+            .await;
+        let r = p.resume(resume_args(m, &metric)).await;
+        assert_eq!(r.phase, Phase::Running);
+        assert_eq!(r.metadata.unwrap().len(), 1, "only the handle");
+        assert!(r.message.starts_with("placeholder job running for"));
+    }
+
     #[tokio::test]
     async fn repeated_run_does_not_start_a_second_job() {
         let p = SandcanaryProvider::new(PlaceholderJob);
@@ -293,8 +425,19 @@ mod tests {
         assert_eq!(r.phase, Phase::Running);
         assert!(r.message.contains("started again"));
         assert_eq!(p.runner.running(), 1);
+        m.metadata
+            .as_mut()
+            .unwrap()
+            .insert(format!("{PROGRESS_PREFIX}stage"), "benching".into());
         let t = p.terminate(resume_args(m, &metric)).await;
         assert!(t.phase.is_completed());
+        assert!(
+            t.metadata
+                .as_ref()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with(PROGRESS_PREFIX))
+        );
         assert!(t.finished_at.is_some());
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(p.runner.running(), 0, "job cancelled");

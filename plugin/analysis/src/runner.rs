@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use sandcanary_canary::{Progress, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
@@ -18,14 +21,41 @@ const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobStatus {
     Unknown,
-    Running { elapsed: Duration },
+    Running {
+        elapsed: Duration,
+        /// The job's live progress (one line, and short keys for Metadata); `None` while the job
+        /// has reported nothing (the placeholder never does).
+        progress: Option<ProgressSnapshot>,
+    },
     Done(JobOutcome),
+}
+
+/// What a running job has reported, read at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressSnapshot {
+    /// `benching 12/40 samples (29%)`.
+    pub line: String,
+    /// `stage`, `percent`, `samples.stable`, `samples.canary`, `scenario`.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ProgressSnapshot {
+    fn of(p: &Progress) -> Option<Self> {
+        if p.stage() == Stage::Preparing && p.samples().1 == 0 {
+            return None;
+        }
+        Some(Self {
+            line: p.to_string(),
+            metadata: p.metadata(),
+        })
+    }
 }
 
 enum Slot {
     Running {
         started: Instant,
         cancel: CancellationToken,
+        progress: Progress,
     },
     Done {
         at: Instant,
@@ -65,14 +95,16 @@ impl<J: Job> JobRunner<J> {
             return false;
         }
         let cancel = CancellationToken::new();
+        let progress = Progress::new();
         slots.insert(
             handle.to_string(),
             Slot::Running {
                 started: Instant::now(),
                 cancel: cancel.clone(),
+                progress: progress.clone(),
             },
         );
-        let fut = self.job.start(ctx, config, cancel);
+        let fut = self.job.start(ctx, config, cancel, progress);
         let map = self.slots.clone();
         let key = handle.to_string();
         tokio::spawn(async move {
@@ -91,8 +123,11 @@ impl<J: Job> JobRunner<J> {
     pub fn status(&self, handle: &str) -> JobStatus {
         match self.slots.lock().expect("runner lock").get(handle) {
             None => JobStatus::Unknown,
-            Some(Slot::Running { started, .. }) => JobStatus::Running {
+            Some(Slot::Running {
+                started, progress, ..
+            }) => JobStatus::Running {
                 elapsed: started.elapsed(),
+                progress: ProgressSnapshot::of(progress),
             },
             Some(Slot::Done { outcome, .. }) => JobStatus::Done(outcome.clone()),
         }

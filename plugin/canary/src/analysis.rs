@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::comparison::{CANARY, STABLE, completed, to_comparison};
 use crate::config::{CanaryConfig, ResolvedTarget};
 use crate::issue;
+use crate::pod_logs::{self, LogSource};
 use crate::progress::{Progress, Stage};
 
 /// How long releasing the sandboxes may take after the bench ends or is cancelled.
@@ -97,8 +98,20 @@ pub async fn run(
     cancel: CancellationToken,
     progress: Progress,
 ) -> Outcome {
+    run_with_logs(config, ctx, cancel, progress, None).await
+}
+
+/// [`run`], with the source of the proxies' pod logs for `podLogs` (the plugin passes its
+/// Kubernetes client). Without a source, configured pod logs are reported as unavailable.
+pub async fn run_with_logs(
+    config: &CanaryConfig,
+    ctx: &RunContext,
+    cancel: CancellationToken,
+    progress: Progress,
+    logs: Option<&dyn LogSource>,
+) -> Outcome {
     progress.set_stage(Stage::Preparing);
-    let outcome = run_inner(config, ctx, &cancel, &progress).await;
+    let outcome = run_inner(config, ctx, &cancel, &progress, logs).await;
     progress.set_stage(Stage::Done);
     tracing::info!(
         analysisrun = %ctx.analysis_run,
@@ -115,6 +128,7 @@ async fn run_inner(
     ctx: &RunContext,
     cancel: &CancellationToken,
     progress: &Progress,
+    logs: Option<&dyn LogSource>,
 ) -> Outcome {
     // Config problems first: they need a person, not a retry.
     if let Err(e) = config.validate() {
@@ -213,8 +227,11 @@ async fn run_inner(
         samples = config.samples,
         "canary bench starting"
     );
+    let bench_started = std::time::Instant::now();
     let benched: Option<Vec<Sample>> = {
-        let bench = scenario::run(&mut targets, &bench_cfg, |_| progress.sample_done());
+        let bench = scenario::run(&mut targets, &bench_cfg, |s| {
+            progress.sample_done(&s.target, s.scenario)
+        });
         tokio::select! {
             samples = bench => Some(samples),
             _ = cancel.cancelled() => None,
@@ -252,12 +269,30 @@ async fn run_inner(
 
     progress.set_stage(Stage::Judging);
     let comparison = to_comparison(&report.samples);
+    // The pod logs of the bench window, as untrusted context for the (LLM) judge.
+    let gathered = match &config.pod_logs {
+        Some(cfg) => {
+            let read = pod_logs::gather(logs, cfg, &ctx.namespace, bench_started.elapsed());
+            tokio::select! {
+                g = read => Some(g),
+                _ = cancel.cancelled() => return Outcome::cancelled(table),
+            }
+        }
+        None => None,
+    };
+    let context = gathered
+        .as_ref()
+        .map(|g| g.context.as_slice())
+        .unwrap_or_default();
     let verdict = tokio::select! {
-        v = judge.judge(&comparison) => v,
+        v = judge.judge_with_context(&comparison, context) => v,
         _ = cancel.cancelled() => return Outcome::cancelled(table),
     };
 
     let mut summary = verdict.metadata();
+    if let Some(g) = &gathered {
+        summary.insert("podLogs".into(), g.summary.clone());
+    }
     summary.insert(
         "samples".into(),
         format!("stable {stable_ok}/{stable_all}, canary {canary_ok}/{canary_all}"),

@@ -15,6 +15,8 @@ use sandcanary_judge::JudgeConfig;
 use sandcanary_judge::statistical::StatisticalConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::pod_logs::PodLogsConfig;
+
 /// Why a configuration cannot be used. `path` is the JSON path of the key at fault (`.` for the
 /// whole object).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +88,10 @@ pub struct CanaryConfig {
     /// What is being rolled out, for the report and its fingerprint.
     #[serde(default)]
     pub rollout: RolloutInfo,
+    /// The proxies' pod logs as untrusted context for the LLM judge (read through the
+    /// Kubernetes API, bounded in size and time). Omitted: no logs are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_logs: Option<PodLogsConfig>,
 }
 
 /// One proxy: its data port (Playwright clients connect there) and admin port (session API).
@@ -250,6 +256,15 @@ impl CanaryConfig {
         // Building the judge is its validation; its errors name a field inside `judge`.
         if let Err(sandcanary_judge::ConfigError::Invalid { field, why }) = self.judge.build() {
             return Err(ConfigError::at(format!("judge.{field}"), why));
+        }
+        if let Some(logs) = &self.pod_logs {
+            logs.validate()?;
+            if !matches!(self.judge, JudgeConfig::Llm(_)) {
+                return Err(ConfigError::at(
+                    "podLogs",
+                    "only the llm judge reads pod logs; set judge.type to llm or remove podLogs",
+                ));
+            }
         }
         if let Some(gh) = &self.github {
             let mut gh = gh.clone();
@@ -582,6 +597,69 @@ mod tests {
         let mut v = minimal();
         v["stable"]["dataUrl"] = json!("http://user:pw@127.0.0.1:1");
         assert_eq!(err(v).path, "stable.dataUrl");
+    }
+
+    fn with_llm_judge(mut v: serde_json::Value) -> serde_json::Value {
+        v["judge"] =
+            json!({"type": "llm", "provider": {"type": "a2a", "url": "http://127.0.0.1:1/"}});
+        v
+    }
+
+    #[test]
+    fn pod_logs_parse_with_defaults_and_need_the_llm_judge() {
+        let mut v = with_llm_judge(minimal());
+        v["podLogs"] = json!({"stableSelector": "app=proxy,track=stable", "canarySelector": "app=proxy,track=canary"});
+        let c = CanaryConfig::from_value(v.clone()).unwrap();
+        let logs = c.pod_logs.unwrap();
+        assert_eq!(
+            (logs.tail_lines, logs.max_bytes, logs.timeout_seconds),
+            (200, 16384, 10)
+        );
+        assert!(logs.namespace.is_none() && logs.since_seconds.is_none());
+
+        v["judge"] = json!({"type": "statistical"});
+        assert_eq!(err(v).path, "podLogs");
+    }
+
+    #[test]
+    fn pod_logs_unknown_keys_wrong_types_and_ranges_name_the_field() {
+        for (logs, path) in [
+            (
+                json!({"stableSelector": "a=b", "canarySelector": "a=c", "tailLine": 5}),
+                "podLogs.tailLine",
+            ),
+            (
+                json!({"stableSelector": "a=b", "canarySelector": "a=c", "maxBytes": "16k"}),
+                "podLogs.maxBytes",
+            ),
+            (
+                json!({"stableSelector": "a=b", "canarySelector": 3}),
+                "podLogs.canarySelector",
+            ),
+            (json!({"stableSelector": "a=b"}), "podLogs"),
+            (
+                json!({"stableSelector": "a=b", "canarySelector": "a=c", "timeoutSeconds": 0}),
+                "podLogs.timeoutSeconds",
+            ),
+            (
+                json!({"stableSelector": "a=b", "canarySelector": "a=c", "sinceSeconds": -1}),
+                "podLogs.sinceSeconds",
+            ),
+            (
+                json!({"stableSelector": "", "canarySelector": "a=c"}),
+                "podLogs.stableSelector",
+            ),
+            (
+                json!({"stableSelector": "a=b", "canarySelector": "a=c", "container": "Proxy!"}),
+                "podLogs.container",
+            ),
+            (json!("app=proxy"), "podLogs"),
+        ] {
+            let mut v = with_llm_judge(minimal());
+            v["podLogs"] = logs.clone();
+            let e = err(v);
+            assert_eq!(e.path, path, "{logs}: {e}");
+        }
     }
 
     #[test]

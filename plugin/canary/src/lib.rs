@@ -10,10 +10,12 @@ pub mod analysis;
 pub mod comparison;
 pub mod config;
 pub mod issue;
+pub mod pod_logs;
 pub mod progress;
 
-pub use analysis::{Outcome, RunContext, run};
+pub use analysis::{Outcome, RunContext, run, run_with_logs};
 pub use config::{CanaryConfig, ConfigError, ResolvedTarget, SecretRef, TargetConfig};
+pub use pod_logs::{LogError, LogRequest, LogSource, PodLog, PodLogsConfig};
 pub use progress::{Progress, Stage};
 pub use sandcanary_judge::Phase;
 

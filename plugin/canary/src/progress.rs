@@ -1,8 +1,13 @@
 //! How far a running analysis is, readable from another task while it runs (for `Resume`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use sandcanary_bench::scenario::Scenario;
+
+use crate::comparison::{CANARY, STABLE};
 
 /// What the analysis is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +52,10 @@ struct Inner {
     stage: AtomicU8,
     done: AtomicUsize,
     total: AtomicUsize,
+    stable_done: AtomicUsize,
+    canary_done: AtomicUsize,
+    /// Index+1 into [`Scenario::ALL`] of the latest sample's scenario; 0 before the first.
+    scenario: AtomicU8,
 }
 
 impl Progress {
@@ -54,16 +63,63 @@ impl Progress {
         Self::default()
     }
 
-    pub(crate) fn set_stage(&self, stage: Stage) {
+    /// Set by the job as it moves on (public so other jobs can report through the same type).
+    pub fn set_stage(&self, stage: Stage) {
         self.inner.stage.store(stage as u8, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_total(&self, total: usize) {
+    /// Samples planned, both targets together.
+    pub fn set_total(&self, total: usize) {
         self.inner.total.store(total, Ordering::Relaxed);
     }
 
-    pub(crate) fn sample_done(&self) {
+    /// Counts one finished sample of `target` in `scenario`.
+    pub fn sample_done(&self, target: &str, scenario: Scenario) {
+        match target {
+            STABLE => self.inner.stable_done.fetch_add(1, Ordering::Relaxed),
+            CANARY => self.inner.canary_done.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        let idx = Scenario::ALL
+            .iter()
+            .position(|s| *s == scenario)
+            .unwrap_or(0);
+        self.inner.scenario.store(idx as u8 + 1, Ordering::Relaxed);
         self.inner.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Samples taken and planned for one side (`stable` or `canary`); both sides plan half.
+    pub fn target_samples(&self, target: &str) -> (usize, usize) {
+        let done = match target {
+            STABLE => self.inner.stable_done.load(Ordering::Relaxed),
+            CANARY => self.inner.canary_done.load(Ordering::Relaxed),
+            _ => 0,
+        };
+        (done, self.inner.total.load(Ordering::Relaxed) / 2)
+    }
+
+    /// The scenario being benched (that of the latest sample), once one sample is done.
+    pub fn scenario(&self) -> Option<Scenario> {
+        match self.inner.scenario.load(Ordering::Relaxed) {
+            0 => None,
+            i => Scenario::ALL.get(i as usize - 1).copied(),
+        }
+    }
+
+    /// A few short keys for `Measurement.Metadata` while the analysis runs (bounded size).
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::from([
+            ("stage".to_string(), self.stage().as_str().to_string()),
+            ("percent".to_string(), self.percent().to_string()),
+        ]);
+        for side in [STABLE, CANARY] {
+            let (done, planned) = self.target_samples(side);
+            out.insert(format!("samples.{side}"), format!("{done}/{planned}"));
+        }
+        if let Some(s) = self.scenario() {
+            out.insert("scenario".into(), s.as_str().into());
+        }
+        out
     }
 
     pub fn stage(&self) -> Stage {
@@ -115,11 +171,22 @@ mod tests {
         p.set_total(4);
         p.set_stage(Stage::Benching);
         let seen_elsewhere = p.clone();
-        p.sample_done();
-        p.sample_done();
+        assert_eq!(seen_elsewhere.scenario(), None);
+        p.sample_done(STABLE, Scenario::Cold);
+        p.sample_done(CANARY, Scenario::Warm);
         assert_eq!(seen_elsewhere.samples(), (2, 4));
+        assert_eq!(seen_elsewhere.target_samples(STABLE), (1, 2));
+        assert_eq!(seen_elsewhere.scenario(), Some(Scenario::Warm));
         assert_eq!(seen_elsewhere.percent(), 49);
         assert_eq!(seen_elsewhere.to_string(), "benching 2/4 samples (49%)");
+        let md = seen_elsewhere.metadata();
+        assert_eq!(md["samples.canary"], "1/2");
+        assert_eq!(md["scenario"], "warm");
+        assert_eq!(md["stage"], "benching");
+        assert!(
+            md.values().map(String::len).sum::<usize>() < 64,
+            "kept small"
+        );
         p.set_stage(Stage::Done);
         assert_eq!(seen_elsewhere.percent(), 100);
     }

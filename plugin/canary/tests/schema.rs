@@ -36,6 +36,26 @@ fn without(mut v: Value, key: &str) -> Value {
     v
 }
 
+fn llm_judge(v: Value) -> Value {
+    with(
+        v,
+        "judge",
+        json!({"type": "llm", "provider": {"type": "a2a", "url": "http://127.0.0.1:1/"}}),
+    )
+}
+
+fn pod_logs_full() -> Value {
+    json!({"stableSelector": "app=proxy,track=stable", "canarySelector": "app=proxy,track!=stable",
+           "namespace": "proxies", "container": "proxy", "sinceSeconds": 600, "tailLines": 100,
+           "maxBytes": 4096, "timeoutSeconds": 5})
+}
+
+fn pod_logs_with(key: &str, value: Value) -> Value {
+    let mut logs = pod_logs_full();
+    logs[key] = value;
+    with(llm_judge(base()), "podLogs", logs)
+}
+
 fn valid_examples() -> Vec<(&'static str, Value)> {
     vec![
         ("minimal", base()),
@@ -81,6 +101,10 @@ fn valid_examples() -> Vec<(&'static str, Value)> {
                 json!({"type": "llm", "provider": {"type": "a2a", "url": "http://127.0.0.1:1/"},
                        "confidenceThreshold": 80}),
             ),
+        ),
+        (
+            "llm judge with pod logs",
+            with(llm_judge(base()), "podLogs", pod_logs_full()),
         ),
         (
             "dry run without credentials",
@@ -166,6 +190,43 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
             with(base(), "rollout", json!({"revision": "x"})),
         ),
         ("pollSeconds zero", with(base(), "pollSeconds", json!(0))),
+        (
+            "pod logs without the llm judge",
+            with(base(), "podLogs", pod_logs_full()),
+        ),
+        ("pod logs unknown key", pod_logs_with("tailLine", json!(5))),
+        (
+            "pod logs maxBytes a string",
+            pod_logs_with("maxBytes", json!("16k")),
+        ),
+        (
+            "pod logs maxBytes too big",
+            pod_logs_with("maxBytes", json!(1 << 20)),
+        ),
+        (
+            "pod logs timeout zero",
+            pod_logs_with("timeoutSeconds", json!(0)),
+        ),
+        (
+            "pod logs selector not a string",
+            pod_logs_with("canarySelector", json!(1)),
+        ),
+        (
+            "pod logs set-based selector",
+            pod_logs_with("stableSelector", json!("app in (a)")),
+        ),
+        (
+            "pod logs bad namespace",
+            pod_logs_with("namespace", json!("Prod_NS")),
+        ),
+        (
+            "pod logs without a selector",
+            with(
+                llm_judge(base()),
+                "podLogs",
+                json!({"stableSelector": "a=b"}),
+            ),
+        ),
     ]
 }
 
@@ -239,5 +300,13 @@ fn every_key_of_the_type_is_in_the_schema() {
     }
     for key in full["sessionApiToken"].as_object().unwrap().keys() {
         assert!(props(&schema["$defs"]["secret"]).contains(key));
+    }
+    let with_logs =
+        CanaryConfig::from_value(with(llm_judge(base()), "podLogs", pod_logs_full())).unwrap();
+    let with_logs = serde_json::to_value(&with_logs).unwrap();
+    let logs = props(&schema["$defs"]["podLogs"]);
+    assert_eq!(with_logs["podLogs"].as_object().unwrap().len(), logs.len());
+    for key in with_logs["podLogs"].as_object().unwrap().keys() {
+        assert!(logs.contains(key), "schema lacks podLogs key {key}");
     }
 }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::llm::prompt::ContextText;
 use crate::model::Comparison;
 use crate::verdict::Verdict;
 
@@ -14,4 +15,10 @@ pub trait Judge: Send + Sync {
 
     /// Judges one comparison.
     async fn judge(&self, input: &Comparison) -> Verdict;
+
+    /// Judges with extra untrusted context (the proxies' pod logs). Only the LLM judge reads
+    /// it; the numeric judges ignore it, so callers need not know which judge they hold.
+    async fn judge_with_context(&self, input: &Comparison, _context: &[ContextText]) -> Verdict {
+        self.judge(input).await
+    }
 }

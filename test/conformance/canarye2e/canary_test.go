@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -191,12 +192,28 @@ func TestCanaryVerdictsThroughArgosClient(t *testing.T) {
 				t.Fatalf("Run must return Running with ResumeAt, got %+v", m)
 			}
 			deadline := time.Now().Add(8 * time.Minute)
+			progressSeen := ""
 			for !m.Phase.Completed() {
 				if time.Now().After(deadline) {
 					t.Fatalf("no verdict in time: %+v", m)
 				}
 				time.Sleep(time.Second)
 				m = p.Resume(run, metric, m)
+				// While the bench runs, Resume carries its sample progress per target.
+				if s := m.Metadata["sandcanary.progress.samples.canary"]; !m.Phase.Completed() && s != "" {
+					progressSeen = fmt.Sprintf("stable %s, canary %s, scenario %q, %q",
+						m.Metadata["sandcanary.progress.samples.stable"], s,
+						m.Metadata["sandcanary.progress.scenario"], m.Message)
+				}
+			}
+			if progressSeen == "" {
+				t.Fatalf("no Resume reported sample progress while the bench ran")
+			}
+			t.Logf("last progress seen: %s", progressSeen)
+			for k := range m.Metadata {
+				if strings.HasPrefix(k, "sandcanary.progress.") {
+					t.Fatalf("progress key %s left in the final measurement", k)
+				}
 			}
 			t.Logf("verdict %s value=%s message=%q metadata=%v", m.Phase, m.Value, m.Message, m.Metadata)
 			if m.Phase != tc.want {

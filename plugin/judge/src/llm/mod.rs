@@ -374,6 +374,11 @@ impl Judge for LlmJudge {
     }
 
     async fn judge(&self, input: &Comparison) -> Verdict {
-        self.judge_with_context(input, &[]).await
+        LlmJudge::judge_with_context(self, input, &[]).await
+    }
+
+    async fn judge_with_context(&self, input: &Comparison, context: &[ContextText]) -> Verdict {
+        // the inherent method (method resolution prefers it over this trait method)
+        LlmJudge::judge_with_context(self, input, context).await
     }
 }

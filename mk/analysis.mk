@@ -1,0 +1,27 @@
+# analysis (plugin/analysis, the sandcanary-plugin binary): its plain Rust tests run in `cargo test
+# --workspace`; this fragment adds the pod-log reader against the real kube-apiserver, and the Run
+# latency benchmark.
+
+# The kube-rs pod-log reader through a real kube-apiserver, which proxies pods/log to a test kubelet
+# (HTTPS, certificate from the test CA, registered as a Node); SANDCANARY_KUBE_KUBELET_TLS=1 makes
+# apiserver.sh verify kubelet certificates against that CA. About 20 s with cached binaries.
+.PHONY: test-plugin-kube-logs
+TEST_TARGETS += test-plugin-kube-logs
+test-plugin-kube-logs: setup-kube
+	SANDCANARY_KUBE_KUBELET_TLS=1 test/kube/apiserver.sh run -- \
+	  $(CARGO) test -p sandcanary-plugin --test pod_logs -- --include-ignored
+
+# Run and Resume round trips through argo's RPC client while the real bench job benches two real proxies,
+# against the same binary's placeholder job in the same run (ratio = while benching / baseline). Release
+# builds. RUN_LATENCY_SAMPLES sets the bench's samples per scenario and target (default 10).
+RUN_LATENCY_SAMPLES ?= 10
+.PHONY: bench-plugin-run-latency
+BENCH_TARGETS += bench-plugin-run-latency
+bench-plugin-run-latency: setup setup-go-goplugin
+	$(CARGO) build --release -p sandcanary-plugin --bin sandcanary-plugin -p sandcanary-proxy --bin sandcanary-proxy
+	@mkdir -p bench-results
+	cd test/conformance && SANDCANARY_PLUGIN_BIN=$(CARGO_TARGET_DIR)/release/sandcanary-plugin \
+	  SANDCANARY_PROXY_BIN=$(CARGO_TARGET_DIR)/release/sandcanary-proxy SANDCANARY_ROOT=$(CURDIR) \
+	  RUN_LATENCY_SAMPLES=$(RUN_LATENCY_SAMPLES) GOFLAGS=-buildvcs=false go test -tags canarye2e,runlatency \
+	  -count=1 -timeout 20m -run TestRunLatencyWhileBenching -v ./canarye2e/ \
+	  | grep -E '^(\||##|bench:|--- |FAIL|ok|\s+runlatency_test.go)' | tee $(CURDIR)/bench-results/plugin-run-latency.md
