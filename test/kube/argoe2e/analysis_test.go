@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"sandcanary/test/kube/kubeenv"
 )
 
 // md is the Measurement.Metadata key the plugin uses for name.
@@ -251,24 +252,9 @@ func TestRegressedCanaryFailsAndFilesOneIssue(t *testing.T) {
 // pluginPIDs lists the processes running the installed plugin binary (started by our controller).
 func pluginPIDs(t *testing.T) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pids, err := kubeenv.PIDsRunning(installedPlugin)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-		if string(argv0) == installedPlugin {
-			pids = append(pids, pid)
-		}
 	}
 	return pids
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -289,4 +290,29 @@ func (e *Env) StartRolloutsController(ctx context.Context, namespace, configMapY
 		return nil, fmt.Errorf("rollouts-controller.sh printed an incomplete env: %q", stdout.String())
 	}
 	return rc, nil
+}
+
+// PIDsRunning lists the processes whose argv[0] is binary, read from /proc: how tests find the plugin
+// processes the rollouts controller started, to kill one and to see it restarted.
+func PIDsRunning(binary string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if string(argv0) == binary {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

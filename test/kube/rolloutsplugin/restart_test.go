@@ -1,11 +1,8 @@
 package rolloutsplugin
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -13,29 +10,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"sandcanary/test/kube/kubeenv"
 )
 
 // pluginPIDs lists the processes running the installed plugin binary (started by our controller).
 func pluginPIDs(t *testing.T, binary string) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pids, err := kubeenv.PIDsRunning(binary)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-		if string(argv0) == binary {
-			pids = append(pids, pid)
-		}
 	}
 	return pids
 }
