@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,7 +28,7 @@ import (
 )
 
 var (
-	rolloutGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+	rolloutGVR = kubeenv.RolloutGVR
 	serviceGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 )
 
@@ -135,34 +134,16 @@ func rolloutStatus(t *testing.T, name string) map[string]any {
 
 func waitRollout(t *testing.T, name, what string, timeout time.Duration, done func(map[string]any) bool) map[string]any {
 	t.Helper()
-	var status map[string]any
-	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, timeout, true,
-		func(ctx context.Context) (bool, error) {
-			got, err := dyn.Resource(rolloutGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			status, _, _ = unstructured.NestedMap(got.Object, "status")
-			return done(status), nil
-		})
+	status, err := kubeenv.WaitRollout(dyn, namespace, name, 500*time.Millisecond, timeout, done)
 	if err != nil {
 		t.Fatalf("rollout %s: %s not reached: %v; status %v", name, what, err, status)
 	}
 	return status
 }
 
-func str(m map[string]any, path ...string) string {
-	v, _, _ := unstructured.NestedFieldNoCopy(m, path...)
-	if v == nil {
-		return ""
-	}
-	return fmt.Sprint(v)
-}
+func str(m map[string]any, path ...string) string { return kubeenv.Field(m, path...) }
 
-func healthyAt(s map[string]any) bool {
-	return str(s, "phase") == "Healthy" && str(s, "availableReplicas") == "2" &&
-		str(s, "stableRS") != "" && str(s, "stableRS") == str(s, "currentPodHash")
-}
+func healthyAt(status map[string]any) bool { return kubeenv.RolloutHealthy(status, 2) }
 
 // runsOf lists the AnalysisRuns the controller created for the Rollout's revision hash, by rollout-type
 // label (Step for inline steps, Background).

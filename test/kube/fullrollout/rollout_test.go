@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -31,7 +30,7 @@ var (
 	env         *kubeenv.Env
 	controller  *kubeenv.RolloutsController
 	dyn         dynamic.Interface
-	rolloutGVR  = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+	rolloutGVR  = kubeenv.RolloutGVR
 	templateGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "analysistemplates"}
 	runGVR      = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "analysisruns"}
 )
@@ -143,34 +142,16 @@ func rollout(name, templateName string) map[string]any {
 // waitRollout polls the Rollout until done says so, failing with its last status after the timeout.
 func waitRollout(t *testing.T, name, what string, done func(status map[string]any) bool) map[string]any {
 	t.Helper()
-	var status map[string]any
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 3*time.Minute, true,
-		func(ctx context.Context) (bool, error) {
-			got, err := dyn.Resource(rolloutGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			status, _, _ = unstructured.NestedMap(got.Object, "status")
-			return done(status), nil
-		})
+	status, err := kubeenv.WaitRollout(dyn, namespace, name, 250*time.Millisecond, 3*time.Minute, done)
 	if err != nil {
 		t.Fatalf("rollout %s: %s not reached: %v; status %v", name, what, err, status)
 	}
 	return status
 }
 
-func str(m map[string]any, path ...string) string {
-	v, _, _ := unstructured.NestedFieldNoCopy(m, path...)
-	if v == nil {
-		return ""
-	}
-	return fmt.Sprint(v)
-}
+func str(m map[string]any, path ...string) string { return kubeenv.Field(m, path...) }
 
-func healthyAt(status map[string]any) bool {
-	return str(status, "phase") == "Healthy" && str(status, "availableReplicas") == "2" &&
-		str(status, "stableRS") != "" && str(status, "stableRS") == str(status, "currentPodHash")
-}
+func healthyAt(status map[string]any) bool { return kubeenv.RolloutHealthy(status, 2) }
 
 // deployV1ThenV2 creates the Rollout, waits until v1 is fully available, then changes the image to v2.
 func deployV1ThenV2(t *testing.T, name, templateName string) (v1Hash string) {
