@@ -77,6 +77,17 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
             "the session API is off (set SESSION_API_TOKEN)".into(),
         ));
     };
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "more than one authorization header".into(),
+        ));
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -98,7 +109,7 @@ fn check_id(id: &str) -> Result<(), Refusal> {
     } else {
         Err(Refusal(
             StatusCode::BAD_REQUEST,
-            "invalid session id: want 1-63 characters of [A-Za-z0-9._-]".into(),
+            format!("invalid session id: want {}", crate::id::RULE),
         ))
     }
 }

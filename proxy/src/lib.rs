@@ -8,6 +8,7 @@ pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod forward;
+pub mod id;
 pub mod identity;
 pub mod metrics;
 pub mod replicas;

@@ -144,7 +144,7 @@ impl Metrics {
         for k in ["dial", "write", "handshake", "http"] {
             drop(upstream_errors.get_or_create(&Self::kind(k)));
         }
-        for k in ["unknown", "rejected"] {
+        for k in ["unknown", "rejected", "ambiguous"] {
             drop(identity_failures.get_or_create(&Self::kind(k)));
         }
         Self {

@@ -515,14 +515,8 @@ fn read_secret(
     }
 }
 
-/// Label values that the reference accepts as ids: at most 63 characters of `[A-Za-z0-9._-]`.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 63
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+/// The sandbox id rule lives in [`crate::id`]; kept here under its old name.
+pub use crate::id::valid as valid_id;
 
 fn parse_static_line(
     var: &'static str,
@@ -541,7 +535,7 @@ fn parse_static_line(
     if !valid_id(id) {
         return Err(err(
             var,
-            format!("invalid id {id:?} for {ip}: want 1-63 characters of [A-Za-z0-9._-]"),
+            format!("invalid id {id:?} for {ip}: want {}", crate::id::RULE),
         ));
     }
     Ok(Some((ip, id.to_string())))

@@ -4,6 +4,7 @@
 mod headers;
 mod http;
 pub mod pool;
+mod screen;
 mod splice;
 mod websocket;
 
@@ -120,6 +121,10 @@ impl Forwarder {
 
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr, ws: bool) -> Response<Body> {
         let ip = crate::identity::canonical(peer.ip());
+        if let Some(refusal) = screen::refuse(req.method(), req.headers(), ws) {
+            debug!(ip = %ip, method = %req.method(), status = refusal.status().as_u16(), "request refused before identity");
+            return refusal;
+        }
         let (id, strip) = match self.identity.identify(ip, req.headers()).await {
             Verdict::Known { id, strip } => (id, strip),
             Verdict::Unknown => {
@@ -140,6 +145,14 @@ impl Forwarder {
                     .inc();
                 warn!(ip = %ip, reason = %reason, "identity rejected");
                 return text(StatusCode::FORBIDDEN, reason);
+            }
+            Verdict::Ambiguous(reason) => {
+                self.metrics
+                    .identity_failures
+                    .get_or_create(&Metrics::kind("ambiguous"))
+                    .inc();
+                warn!(ip = %ip, reason = %reason, "ambiguous identity");
+                return text(StatusCode::BAD_REQUEST, reason);
             }
         };
         let (lease, ep) = match self.sessions.get(&id).await {

@@ -28,8 +28,11 @@ pub enum Verdict {
     },
     /// This source knows nothing about the caller; the next source may.
     Unknown,
-    /// The caller presented credentials and they are wrong: stop here.
+    /// The caller presented credentials and they are wrong: stop here (403).
     Rejected(String),
+    /// The request is ambiguous about who is calling (a credential or id header given twice): stop
+    /// here (400) rather than let one of the values silently win.
+    Ambiguous(String),
 }
 
 #[async_trait]

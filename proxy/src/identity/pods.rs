@@ -40,7 +40,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct PodView {
     pub uid: String,
     pub name: String,
-    /// The label value; `None` when the label is missing or empty.
+    /// The label value; `None` when the label is missing, empty or not a valid id ([`crate::id`]).
     pub id: Option<String>,
     pub ips: Vec<IpAddr>,
     /// False for pods in phase Succeeded or Failed and for pods with a deletionTimestamp.
@@ -58,7 +58,7 @@ impl PodView {
             .as_ref()
             .and_then(|l| l.get(label_key))
             .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
+            .filter(|v| crate::id::valid(v));
         let status = pod.status.as_ref();
         let mut ips: Vec<IpAddr> = Vec::new();
         let listed = status
@@ -319,7 +319,7 @@ impl Inner {
                     for v in views {
                         if v.live && v.ips.contains(&ip) {
                             if v.id.is_none() {
-                                debug!(ip = %ip, pod = %v.name, "pod has an empty label value");
+                                debug!(ip = %ip, pod = %v.name, "pod label value is empty or not a valid id");
                             }
                             index.apply(v);
                         }

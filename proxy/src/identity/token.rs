@@ -29,6 +29,13 @@ impl Identity for TokenIdentity {
         if auth.is_none() && id.is_none() {
             return Verdict::Unknown;
         }
+        for name in [&AUTHORIZATION, &self.header] {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Verdict::Ambiguous(format!(
+                    "more than one {name} header: the identity is ambiguous"
+                ));
+            }
+        }
         let presented = auth
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
@@ -47,8 +54,9 @@ impl Identity for TokenIdentity {
         };
         if !valid_id(id) {
             return Verdict::Rejected(format!(
-                "invalid sandbox id in {}: want 1-63 characters of [A-Za-z0-9._-]",
-                self.header
+                "invalid sandbox id in {}: want {}",
+                self.header,
+                crate::id::RULE
             ));
         }
         Verdict::Known {
@@ -120,5 +128,23 @@ mod tests {
             );
         }
         assert_eq!(s.identify(ip, &HeaderMap::new()).await, Verdict::Unknown);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_id_or_authorization_header_is_ambiguous() {
+        let ip = "127.0.0.1".parse().unwrap();
+        let good = "Bearer 0123456789abcdef0123";
+        let mut two_ids = headers(&[("authorization", good), ("x-sandbox-id", "a")]);
+        two_ids.append("x-sandbox-id", "b".parse().unwrap());
+        let mut two_auth = headers(&[("authorization", good), ("x-sandbox-id", "a")]);
+        two_auth.append("authorization", good.parse().unwrap());
+        // Even a second copy of the same valid token is refused: one value must not silently win.
+        for h in [two_ids, two_auth] {
+            let v = src().identify(ip, &h).await;
+            assert!(
+                matches!(&v, Verdict::Ambiguous(m) if m.starts_with("more than one")),
+                "{v:?}"
+            );
+        }
     }
 }
