@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::admission::Admission;
 use crate::backend::BackendError;
 use crate::config::{Secret, valid_id};
 use crate::identity::Identity;
@@ -23,6 +24,8 @@ pub struct AdminState {
     pub identity: Arc<dyn Identity>,
     pub metrics: Metrics,
     pub token: Option<Secret>,
+    /// Session API ensures take a slot like data-port requests (tenant `session-api`).
+    pub admission: Option<Arc<Admission>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -152,25 +155,39 @@ async fn show(
         .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("no session for id {id:?}")))
 }
 
+/// The tenant that session API ensures count against in admission.
+pub const SESSION_API_TENANT: &str = "session-api";
+
 async fn ensure(
     State(s): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Answer<Json<SessionInfo>> {
-    guard(&s, &headers, &id)?;
-    match s.sessions.get(&id).await {
+) -> Result<Json<SessionInfo>, Response> {
+    guard(&s, &headers, &id).map_err(IntoResponse::into_response)?;
+    let ticket = match &s.admission {
+        None => None,
+        Some(a) => Some(a.admit(SESSION_API_TENANT, &id).await.map_err(|r| {
+            let mut resp = error(r.status(), &r);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, a.retry_after(&r).into());
+            resp
+        })?),
+    };
+    let got = s.sessions.get(&id).await;
+    drop(ticket);
+    let refusal = match got {
         Ok((lease, _)) => {
             drop(lease);
-            s.sessions.info(&id).map(Json).ok_or_else(|| {
-                Refusal(
-                    StatusCode::CONFLICT,
-                    "the session went away meanwhile".into(),
-                )
-            })
+            return s
+                .sessions
+                .info(&id)
+                .map(Json)
+                .ok_or_else(|| error(StatusCode::CONFLICT, "the session went away meanwhile"));
         }
-        Err(e) if e.is_capacity() => Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        Err(e) => Err(Refusal(StatusCode::BAD_GATEWAY, e.to_string())),
-    }
+        Err(e) if e.is_capacity() => Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => Refusal(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    Err(refusal.into_response())
 }
 
 async fn delete(

@@ -5,6 +5,7 @@
 //! them together with graceful shutdown.
 
 pub mod admin;
+pub mod admission;
 pub mod backend;
 pub mod config;
 pub mod forward;

@@ -18,6 +18,16 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub protocol: String,
     pub status: String,
@@ -26,6 +36,11 @@ pub struct RequestLabels {
 fn ensure_histogram() -> Histogram {
     // 5 ms .. ~80 s: a warm pool hit is milliseconds, a cluster cold start tens of seconds.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn wait_histogram() -> Histogram {
+    // 1 ms .. ~65 s: a short queue is milliseconds, a full one up to ADMISSION_TIMEOUT.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 /// Every metric the proxy keeps. Cloning is cheap (the metrics are reference-counted).
@@ -46,6 +61,14 @@ pub struct Metrics {
     pub leader_transitions: Counter,
     /// Writes of shared activity records, by result.
     pub activity_writes: Family<ResultLabel, Counter>,
+    /// Requests waiting in the admission queue.
+    pub admission_queue: Gauge,
+    /// Time a request waited for admission (queued requests only), by outcome.
+    pub admission_wait_seconds: Family<ResultLabel, Histogram, fn() -> Histogram>,
+    /// Requests admitted, by path: `existing` (its sandbox is live), `immediate`, `queued`.
+    pub admissions: Family<PathLabel, Counter>,
+    /// Requests refused by admission, by the limit hit.
+    pub admission_rejections: Family<ReasonLabel, Counter>,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -71,6 +94,11 @@ impl Metrics {
         let leader = Gauge::default();
         let leader_transitions = Counter::default();
         let activity_writes = Family::<ResultLabel, Counter>::default();
+        let admission_queue = Gauge::default();
+        let admission_wait_seconds: Family<ResultLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(wait_histogram);
+        let admissions = Family::<PathLabel, Counter>::default();
+        let admission_rejections = Family::<ReasonLabel, Counter>::default();
 
         let mut r = Registry::with_prefix("sandcanary");
         r.register("sessions", "Sessions the proxy holds", sessions.clone());
@@ -130,6 +158,26 @@ impl Metrics {
             "Writes of shared activity records on sandbox objects, by result",
             activity_writes.clone(),
         );
+        r.register(
+            "admission_queue_length",
+            "Requests waiting in the admission queue for a new sandbox",
+            admission_queue.clone(),
+        );
+        r.register(
+            "admission_wait_seconds",
+            "Time queued requests waited for admission, by result (admitted, refused, gone)",
+            admission_wait_seconds.clone(),
+        );
+        r.register(
+            "admissions",
+            "Requests admitted, by path (existing, immediate, queued)",
+            admissions.clone(),
+        );
+        r.register(
+            "admission_rejections",
+            "Requests refused by admission, by the limit hit",
+            admission_rejections.clone(),
+        );
         // Known label values start at zero so that dashboards and alerts see them before the first event.
         for r in ["ok", "error", "timeout", "cancelled"] {
             drop(ensures.get_or_create(&Self::result(r)));
@@ -147,6 +195,12 @@ impl Metrics {
         for k in ["unknown", "rejected", "ambiguous"] {
             drop(identity_failures.get_or_create(&Self::kind(k)));
         }
+        for p in ["existing", "immediate", "queued"] {
+            drop(admissions.get_or_create(&PathLabel { path: p.into() }));
+        }
+        for r in crate::admission::Refused::REASONS {
+            drop(admission_rejections.get_or_create(&ReasonLabel { reason: r.into() }));
+        }
         Self {
             sessions,
             ensure_seconds,
@@ -161,6 +215,10 @@ impl Metrics {
             leader,
             leader_transitions,
             activity_writes,
+            admission_queue,
+            admission_wait_seconds,
+            admissions,
+            admission_rejections,
             registry: std::sync::Arc::new(r),
         }
     }

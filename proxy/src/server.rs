@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin::{self, AdminState};
+use crate::admission::Admission;
 use crate::backend::Backend;
 use crate::backend::isola::{IsolaBackend, IsolaSettings};
 use crate::backend::kars::{KarsBackend, KarsSettings};
@@ -127,6 +128,8 @@ pub struct Running {
     pub sessions: SessionManager,
     pub backend: Arc<dyn Backend>,
     pub metrics: Metrics,
+    /// `None` when both admission limits are off.
+    pub admission: Option<Arc<Admission>>,
     stop: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -234,9 +237,14 @@ async fn start_parts(
     let reaper = tokio::spawn(sessions.clone().run_reaper(cfg.idle_check_interval));
     let recorder = tokio::spawn(sessions.clone().run_recorder());
 
+    let admission = cfg
+        .admission
+        .enabled()
+        .then(|| Admission::new(cfg.admission.clone(), sessions.clone(), metrics.clone()));
     let forwarder = Forwarder::new(
         identity.clone(),
         sessions.clone(),
+        admission.clone(),
         metrics.clone(),
         ForwardConfig::from(&cfg),
     );
@@ -258,6 +266,7 @@ async fn start_parts(
         identity,
         metrics: metrics.clone(),
         token: cfg.session_api_token.clone(),
+        admission: admission.clone(),
     });
     let admin_task = {
         let admin_stop = admin_stop.clone();
@@ -272,6 +281,7 @@ async fn start_parts(
     };
     info!(data = %data_addr, admin = %admin_addr, backend = backend.name(), "listening");
 
+    let running_admission = admission.clone();
     let done = {
         let stop = stop.clone();
         let sessions = sessions.clone();
@@ -281,6 +291,9 @@ async fn start_parts(
             stop.cancelled().await;
             info!("shutting down");
             let _ = accept.await;
+            if let Some(a) = &admission {
+                a.close();
+            }
             http_conns.close();
             if tokio::time::timeout(grace, http_conns.wait())
                 .await
@@ -321,6 +334,7 @@ async fn start_parts(
         sessions,
         backend,
         metrics,
+        admission: running_admission,
         stop,
         done,
     })

@@ -14,7 +14,11 @@ use support::{NodeResult, run_node};
 
 async fn start_proxy(raw: RawConfig) -> Running {
     support::init_tracing();
-    let tmp = std::env::temp_dir().join(format!("sandcanary-e2e-{}", std::process::id()));
+    // One directory per proxy: the tests run in parallel in one process, and each local backend
+    // numbers its sandbox directories from 1.
+    static PROXIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("sandcanary-e2e-{}-{n}", std::process::id()));
     start(support::config(RawConfig {
         local_tmp_dir: Some(tmp.to_string_lossy().into()),
         local_start_timeout: Some("120s".into()),

@@ -1,6 +1,7 @@
 //! Configuration: environment variables (the reference's names and defaults) with matching command-line
 //! flags. Everything is validated before the proxy listens; an error names the variable and the rule.
 
+pub mod admission;
 pub mod duration;
 pub mod replicas;
 
@@ -216,6 +217,8 @@ pub struct RawConfig {
     pub local_start_timeout: Option<String>,
     #[command(flatten)]
     pub replicas: replicas::RawReplicas,
+    #[command(flatten)]
+    pub admission: admission::RawAdmission,
 }
 
 /// Which backend provides sandboxes.
@@ -390,6 +393,7 @@ pub struct Config {
     pub replicas: Option<replicas::ReplicasConfig>,
     /// Set when BACKEND=substrate.
     pub substrate: Option<SubstrateConfig>,
+    pub admission: admission::AdmissionConfig,
 }
 
 impl Config {
@@ -916,6 +920,7 @@ impl Config {
             pod_namespace.as_deref(),
             idle_ttl,
         )?;
+        let admission = admission::AdmissionConfig::from_raw(&raw.admission, backend, &local)?;
 
         Ok(Config {
             listen_addr,
@@ -950,6 +955,7 @@ impl Config {
             kars,
             replicas,
             substrate,
+            admission,
         })
     }
 }

@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 pub use headers::{forwarded_for, is_websocket_upgrade, remove_hop_by_hop};
 
+use crate::admission::{Admission, Held, Refused};
 use crate::backend::{Authority, Endpoint};
 use crate::config::{Config, HostPolicy, OriginPolicy};
 use crate::identity::{Identity, Verdict};
@@ -72,6 +73,8 @@ impl From<&Config> for ForwardConfig {
 pub struct Forwarder {
     identity: Arc<dyn Identity>,
     sessions: SessionManager,
+    /// `None` when both admission limits are off: the request path skips admission entirely.
+    admission: Option<Arc<Admission>>,
     metrics: Metrics,
     pool: Arc<UpstreamPool>,
     cfg: ForwardConfig,
@@ -84,12 +87,14 @@ impl Forwarder {
     pub fn new(
         identity: Arc<dyn Identity>,
         sessions: SessionManager,
+        admission: Option<Arc<Admission>>,
         metrics: Metrics,
         cfg: ForwardConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             identity,
             sessions,
+            admission,
             metrics,
             pool: UpstreamPool::new(cfg.dial_timeout),
             cfg,
@@ -155,14 +160,35 @@ impl Forwarder {
                 return text(StatusCode::BAD_REQUEST, reason);
             }
         };
-        let (lease, ep) = match self.sessions.get(&id).await {
+        let (connection, ticket) = match &self.admission {
+            None => (None, None),
+            Some(a) => {
+                let tenant = tenant_of(&id, &strip, ip);
+                let connection = match a.connect(&tenant) {
+                    Ok(c) => c,
+                    Err(r) => return refused(a, &tenant, &id, r),
+                };
+                match a.admit(&tenant, &id).await {
+                    Ok(t) => (Some(connection), Some(t)),
+                    Err(r) => return refused(a, &tenant, &id, r),
+                }
+            }
+        };
+        let got = self.sessions.get(&id).await;
+        drop(ticket);
+        let (lease, ep) = match got {
             Ok(v) => v,
             Err(e) => return session_error(&id, e),
         };
         if ws {
-            self.websocket(req, peer, id, strip, lease, ep).await
+            self.websocket(req, peer, id, strip, lease, ep, connection)
+                .await
         } else {
-            self.http(req, peer, id, strip, lease, ep).await
+            let resp = self.http(req, peer, id, strip, lease, ep).await;
+            match connection {
+                Some(c) => resp.map(|b| Held::new(b, c).boxed()),
+                None => resp,
+            }
         }
     }
 
@@ -220,6 +246,26 @@ impl Forwarder {
             ),
         }
     }
+}
+
+/// Whom admission counts a request against: the caller that named the id. With token identity (its
+/// credentials are the ones stripped) one trusted caller names many ids, so its tenant is its
+/// address; otherwise the id is the tenant (a pod label, a static entry).
+fn tenant_of(id: &str, strip: &[::http::HeaderName], ip: std::net::IpAddr) -> String {
+    if strip.is_empty() {
+        id.to_string()
+    } else {
+        ip.to_string()
+    }
+}
+
+/// The answer to a request admission refused: 429 or 503, `Retry-After`, and the limit hit.
+pub fn refused(a: &Admission, tenant: &str, id: &str, r: Refused) -> Response<Body> {
+    warn!(tenant, id, reason = r.reason(), "admission refused");
+    let mut resp = text(r.status(), r.to_string());
+    resp.headers_mut()
+        .insert(hyper::header::RETRY_AFTER, a.retry_after(&r).into());
+    resp
 }
 
 fn session_error(id: &str, e: SessionError) -> Response<Body> {

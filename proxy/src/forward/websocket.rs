@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use super::pool::dial;
 use super::splice::splice;
 use super::{Body, Forwarder, forwarded_for, text};
+use crate::admission::Connection;
 use crate::backend::Endpoint;
 use crate::config::OriginPolicy;
 use crate::session::Lease;
@@ -30,6 +31,7 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Forwarder {
+    #[allow(clippy::too_many_arguments)] // the request's parts as route() resolved them
     pub(super) async fn websocket(
         &self,
         mut req: Request<Incoming>,
@@ -38,6 +40,7 @@ impl Forwarder {
         strip: Vec<HeaderName>,
         lease: Lease,
         ep: Endpoint,
+        connection: Option<Connection>,
     ) -> Response<Body> {
         let timeout = self.cfg.dial_timeout;
         let (lease, ep, mut upstream) = match self
@@ -122,6 +125,7 @@ impl Forwarder {
                 None => info!(id, "websocket closed at shutdown"),
             }
             drop(lease);
+            drop(connection);
         });
         resp.body(
             http_body_util::Empty::new()
