@@ -52,6 +52,8 @@ impl ProxyProcess {
             .env("LOCAL_WARM_POOL", "0")
             .env("LOCAL_MAX_SANDBOXES", "2")
             .env("IDLE_TTL", "1h")
+            // One tenant opens thousands of connections here (wrk, 10,000 WebSockets): no per-tenant cap.
+            .env("TENANT_MAX_CONNECTIONS", "0")
             // Benchmarks end with connections still open; do not wait long for them at exit.
             .env("WS_SHUTDOWN_GRACE", "1s")
             .env("SHUTDOWN_GRACE", "2s")
