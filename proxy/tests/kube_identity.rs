@@ -43,6 +43,7 @@ fn known(id: &str) -> Verdict {
     Verdict::Known {
         id: id.into(),
         strip: vec![],
+        tenant: None,
     }
 }
 

@@ -105,7 +105,8 @@ async fn the_documented_role_is_enough_for_pod_identity_and_sandbox_claims() {
             .await,
         Verdict::Known {
             id: "alice".into(),
-            strip: vec![]
+            strip: vec![],
+            tenant: None
         }
     );
     let before = ident.fallback_lists();

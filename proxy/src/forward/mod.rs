@@ -130,8 +130,8 @@ impl Forwarder {
             debug!(ip = %ip, method = %req.method(), status = refusal.status().as_u16(), "request refused before identity");
             return refusal;
         }
-        let (id, strip) = match self.identity.identify(ip, req.headers()).await {
-            Verdict::Known { id, strip } => (id, strip),
+        let (id, strip, tenant) = match self.identity.identify(ip, req.headers()).await {
+            Verdict::Known { id, strip, tenant } => (id, strip, tenant),
             Verdict::Unknown => {
                 self.metrics
                     .identity_failures
@@ -163,7 +163,7 @@ impl Forwarder {
         let (connection, ticket) = match &self.admission {
             None => (None, None),
             Some(a) => {
-                let tenant = tenant_of(&id, &strip, ip);
+                let tenant = tenant.unwrap_or_else(|| id.clone());
                 let connection = match a.connect(&tenant) {
                     Ok(c) => c,
                     Err(r) => return refused(a, &tenant, &id, r),
@@ -245,17 +245,6 @@ impl Forwarder {
                     .unwrap_or_else(|| authority.to_string()),
             ),
         }
-    }
-}
-
-/// Whom admission counts a request against: the caller that named the id. With token identity (its
-/// credentials are the ones stripped) one trusted caller names many ids, so its tenant is its
-/// address; otherwise the id is the tenant (a pod label, a static entry).
-fn tenant_of(id: &str, strip: &[::http::HeaderName], ip: std::net::IpAddr) -> String {
-    if strip.is_empty() {
-        id.to_string()
-    } else {
-        ip.to_string()
     }
 }
 

@@ -21,10 +21,12 @@ use crate::config::{Config, IdentitySource};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The caller is `id`. `strip` lists request headers that carried credentials and must not reach
-    /// the sandbox.
+    /// the sandbox. `tenant` is whom admission counts the request against when that is not the id
+    /// itself: a token holder names many ids, so its tenant is its address.
     Known {
         id: String,
         strip: Vec<http::HeaderName>,
+        tenant: Option<String>,
     },
     /// This source knows nothing about the caller; the next source may.
     Unknown,
@@ -144,7 +146,8 @@ mod tests {
             v,
             Verdict::Known {
                 id: "alice".into(),
-                strip: vec![]
+                strip: vec![],
+                tenant: None
             }
         );
         // Wrong token: rejected even though the IP is known.

@@ -414,10 +414,18 @@ impl Identity for PodIdentity {
     async fn identify(&self, peer: IpAddr, _headers: &HeaderMap) -> Verdict {
         let ip = canonical(peer);
         if let Some(id) = self.inner.cached(ip) {
-            return Verdict::Known { id, strip: vec![] };
+            return Verdict::Known {
+                id,
+                strip: vec![],
+                tenant: None,
+            };
         }
         match self.lookup(ip).await {
-            Some(id) => Verdict::Known { id, strip: vec![] },
+            Some(id) => Verdict::Known {
+                id,
+                strip: vec![],
+                tenant: None,
+            },
             None => Verdict::Unknown,
         }
     }

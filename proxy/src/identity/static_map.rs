@@ -30,6 +30,7 @@ impl Identity for StaticIdentity {
             Some(id) => Verdict::Known {
                 id: id.clone(),
                 strip: vec![],
+                tenant: None,
             },
             None => Verdict::Unknown,
         }
@@ -56,7 +57,8 @@ mod tests {
                 .await,
             Verdict::Known {
                 id: "alice".into(),
-                strip: vec![]
+                strip: vec![],
+                tenant: None
             }
         );
     }

@@ -23,7 +23,7 @@ impl TokenIdentity {
 
 #[async_trait]
 impl Identity for TokenIdentity {
-    async fn identify(&self, _peer: IpAddr, headers: &HeaderMap) -> Verdict {
+    async fn identify(&self, peer: IpAddr, headers: &HeaderMap) -> Verdict {
         let auth = headers.get(AUTHORIZATION);
         let id = headers.get(&self.header);
         if auth.is_none() && id.is_none() {
@@ -62,6 +62,7 @@ impl Identity for TokenIdentity {
         Verdict::Known {
             id: id.to_string(),
             strip: vec![AUTHORIZATION, self.header.clone()],
+            tenant: Some(super::canonical(peer).to_string()),
         }
     }
 }
@@ -100,7 +101,8 @@ mod tests {
             v,
             Verdict::Known {
                 id: "bench-1".into(),
-                strip: vec![AUTHORIZATION, HeaderName::from_static("x-sandbox-id")]
+                strip: vec![AUTHORIZATION, HeaderName::from_static("x-sandbox-id")],
+                tenant: Some("127.0.0.1".into())
             }
         );
     }
