@@ -95,4 +95,5 @@ async fn three_tenants_on_two_chromium_sandboxes_are_served_in_turn_and_nothing_
         std::fs::read_dir(&tmp).map_or(true, |d| d.count() == 0),
         "sandbox directories removed"
     );
+    let _ = std::fs::remove_dir(&tmp);
 }
