@@ -382,3 +382,95 @@ fn invalid_admission_settings_stop_the_proxy_naming_the_variable() {
     let c = Config::from_raw(raw("0", "64", "30s", "0")).unwrap();
     assert!(!c.admission.enabled());
 }
+
+/// An HTTP sandbox whose `/stream` answers one chunk, then another after `gap`; other paths "ok".
+async fn streaming_upstream(gap: Duration) -> SocketAddr {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        type B = http_body_util::combinators::BoxBody<
+                            bytes::Bytes,
+                            std::convert::Infallible,
+                        >;
+                        let body: B = if req.uri().path() == "/stream" {
+                            let chunks = futures::stream::unfold(0u8, move |i| async move {
+                                match i {
+                                    0 => Some((
+                                        Ok::<_, std::convert::Infallible>(Frame::data(
+                                            bytes::Bytes::from_static(b"one\n"),
+                                        )),
+                                        1,
+                                    )),
+                                    1 => {
+                                        tokio::time::sleep(gap).await;
+                                        Some((
+                                            Ok(Frame::data(bytes::Bytes::from_static(b"two\n"))),
+                                            2,
+                                        ))
+                                    }
+                                    _ => None,
+                                }
+                            });
+                            BodyExt::boxed(StreamBody::new(chunks))
+                        } else {
+                            Full::new(bytes::Bytes::from_static(b"ok")).boxed()
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_http_stream_holds_its_tenants_place_until_its_last_byte() {
+    let up = streaming_upstream(Duration::from_millis(800)).await;
+    let b = FakeBackend::new(endpoint(up, Some(up), "sb"));
+    let p = proxy(b.clone(), raw("0", "64", "30s", "1")).await;
+    let a = p.admission.clone().unwrap();
+    let addr = p.data_addr;
+    // A streamed response (SSE-like): the first chunk arrives, the second 800 ms later.
+    let mut s = connect_from("127.0.0.2", addr).await;
+    s.write_all(
+        format!(
+            "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nX-Sandbox-Id: a-0\r\n\r\n",
+            support::IDENTITY_TOKEN
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(a.connections(), 1);
+    // While it streams, the tenant's one place is taken.
+    let r = get("127.0.0.2", addr, "a-0").await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.body.contains("TENANT_MAX_CONNECTIONS=1"), "{r:?}");
+    // The stream ends: the place is free again.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    let all = [&first[..n], &rest[..]].concat();
+    assert!(String::from_utf8_lossy(&all).contains("two"), "{all:?}");
+    wait_until("the place back", Duration::from_secs(5), || {
+        a.connections() == 0
+    })
+    .await;
+    let r = get("127.0.0.2", addr, "a-0").await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
