@@ -21,7 +21,9 @@ own (loopback only) when the test may create one, so fixed ports like 9000 are f
 
   docs_test.py check [--root DIR]     classify only (fast): fails on unlabeled fences and bad markers
   docs_test.py run [--root DIR] [--only FILE[:LINE]] [--keep]
-                                       copy the repository, run the demo's setup there, run every block
+                                       copy the repository (to DOCS_TEST_COPY, default
+                                       ~/.cache/sandcanary/docs-test/sandcanary), run the demo's setup
+                                       there (make install into a temporary PREFIX), run every block
 """
 
 import argparse
@@ -309,9 +311,17 @@ def main():
     timeout = int(os.environ.get("DOCS_TEST_BLOCK_TIMEOUT", "900"))
     server_wait = int(os.environ.get("DOCS_TEST_SERVER_WAIT", "60"))
     samples = int(os.environ.get("DOCS_TEST_SAMPLES", "2"))
-    work = tempfile.mkdtemp(prefix="sandcanary-docs-")
-    copy, prefix = os.path.join(work, "sandcanary"), os.path.join(work, "prefix")
+    # The copy lives at a fixed path: cargo keys a workspace crate's build by its path, so a new path
+    # each run would rebuild every workspace crate in release.
+    copy = os.path.abspath(os.environ.get("DOCS_TEST_COPY") or os.path.expanduser(
+        "~/.cache/sandcanary/docs-test/sandcanary"))
+    if os.path.realpath(copy) == os.path.realpath(root):
+        print("docs-test: DOCS_TEST_COPY must not be the repository itself", file=sys.stderr)
+        return 1
+    shutil.rmtree(copy, ignore_errors=True)
     os.makedirs(copy)
+    work = tempfile.mkdtemp(prefix="sandcanary-docs-")
+    prefix = os.path.join(work, "prefix")
     os.makedirs(os.path.join(prefix, "bin"))
     failures = []
     try:
@@ -338,10 +348,11 @@ def main():
                 print(f"docs-test: ok   {b.where} ({b.kind}, {secs:.0f} s)", flush=True)
         print(f"docs-test: {len(todo)} blocks run in {time.monotonic() - t0:.0f} s", flush=True)
     finally:
+        shutil.rmtree(work, ignore_errors=True)
         if a.keep:
             print(f"docs-test: copy kept in {copy}")
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(copy, ignore_errors=True)
     for f in failures:
         print(f"docs-test: FAIL {f}", file=sys.stderr)
     if failures:

@@ -25,9 +25,10 @@ def repo(files):
 
 
 def docs_test(mode, root, *extra, wait="20"):
+    copy = os.path.join(tempfile.mkdtemp(prefix="docs-test-copy-"), "sandcanary")
     p = subprocess.run([sys.executable, SCRIPT, mode, "--root", root, "--setup", "true", *extra],
                        capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "DOCS_TEST_SERVER_WAIT": wait})
+                       env={**os.environ, "DOCS_TEST_SERVER_WAIT": wait, "DOCS_TEST_COPY": copy})
     return p.returncode, p.stdout + p.stderr
 
 
