@@ -20,13 +20,14 @@ counts get short ones here (DOCS_TEST_SAMPLES, default 2). Blocks run in a netwo
 own (loopback only) when the test may create one, so fixed ports like 9000 are free.
 
   docs_test.py check [--root DIR]     classify only (fast): fails on unlabeled fences and bad markers
-  docs_test.py run [--root DIR] [--only FILE[:LINE]] [--keep]
+  docs_test.py run [--root DIR] [--only FILE[:LINE]]
                                        copy the repository (to DOCS_TEST_COPY, default
                                        ~/.cache/sandcanary/docs-test/sandcanary), run the demo's setup
                                        there (make install into a temporary PREFIX), run every block
 """
 
 import argparse
+import filecmp
 import os
 import re
 import shutil
@@ -258,19 +259,36 @@ def shquote(s):
 
 
 def fresh_copy(root, dest):
-    """The repository's files as a fresh clone has them (tracked and untracked-not-ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
-                           capture_output=True).stdout.split(b"\0")
+    """Makes dest hold exactly the repository's files as a fresh clone has them (tracked and
+    untracked-not-ignored; no node_modules, no build output). A file whose bytes are already there
+    keeps its old mtime, any other is written now: cargo then rebuilds exactly the changed crates."""
+    files = set(f for f in subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+                                          check=True, capture_output=True).stdout.split(b"\0")
+                if f and os.path.lexists(os.path.join(root.encode(), f)))
+    os.makedirs(dest, exist_ok=True)
+    for d, dirs, names in os.walk(dest.encode(), topdown=False):
+        for n in names:
+            p = os.path.join(d, n)
+            if os.path.relpath(p, dest.encode()) not in files:
+                os.remove(p)
+        for n in dirs:
+            p = os.path.join(d, n)
+            if os.path.islink(p):
+                os.remove(p)
+            elif not os.listdir(p):
+                os.rmdir(p)
     for f in files:
-        if not f:
+        src, dst = os.path.join(root.encode(), f), os.path.join(dest.encode(), f)
+        if os.path.islink(src):
+            if os.path.lexists(dst):
+                os.remove(dst)
+            os.symlink(os.readlink(src), dst)
             continue
-        src = os.path.join(root.encode(), f)
-        if not os.path.lexists(src):
-            continue  # deleted in the working tree
-        dst = os.path.join(dest.encode(), f)
+        if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
+            continue
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy2(src, dst, follow_symlinks=False)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
 
 
 def main():
@@ -278,7 +296,6 @@ def main():
     ap.add_argument("mode", choices=["check", "run"])
     ap.add_argument("--root", default=os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
     ap.add_argument("--only", help="FILE or FILE:LINE: run only these blocks")
-    ap.add_argument("--keep", action="store_true", help="keep the copy (its path is printed)")
     ap.add_argument("--setup", default="make install",
                     help="the demo's setup, run in the copy before the blocks (default: %(default)s)")
     a = ap.parse_args()
@@ -318,8 +335,6 @@ def main():
     if os.path.realpath(copy) == os.path.realpath(root):
         print("docs-test: DOCS_TEST_COPY must not be the repository itself", file=sys.stderr)
         return 1
-    shutil.rmtree(copy, ignore_errors=True)
-    os.makedirs(copy)
     work = tempfile.mkdtemp(prefix="sandcanary-docs-")
     prefix = os.path.join(work, "prefix")
     os.makedirs(os.path.join(prefix, "bin"))
@@ -349,10 +364,7 @@ def main():
         print(f"docs-test: {len(todo)} blocks run in {time.monotonic() - t0:.0f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if a.keep:
-            print(f"docs-test: copy kept in {copy}")
-        else:
-            shutil.rmtree(copy, ignore_errors=True)
+        print(f"docs-test: the copy stays in {copy} (the next run updates it)")
     for f in failures:
         print(f"docs-test: FAIL {f}", file=sys.stderr)
     if failures:
