@@ -15,11 +15,12 @@ TEST_TARGETS :=
 BENCH_TARGETS :=
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help setup setup-system setup-node build lint test-rust test demo bench
+.PHONY: help setup setup-demo setup-system setup-node build lint test-rust test demo bench install
 help:
-	@echo "make demo   start the proxy on the local backend and run the cold/warm/restore bench through it"
-	@echo "make test   install what is needed and run every test"
-	@echo "make bench  run the benchmarks (results: BENCHMARKS.md)"
+	@echo "make demo     start the proxy on the local backend and run the cold/warm/restore bench through it"
+	@echo "make install  put sandcanary-proxy, sandcanary-bench and sandcanary-plugin in \$$PREFIX/bin (~/.local/bin)"
+	@echo "make test     install what is needed and run every test"
+	@echo "make bench    run the benchmarks (results: BENCHMARKS.md)"
 
 setup-system:
 	scripts/setup-system.sh
@@ -31,6 +32,10 @@ setup-node:
 	    echo "setup-node: npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error); fi; done
 
 setup: $(SETUP_TARGETS)
+
+# What the demo runs needs only Chromium and the npm packages (Node sandboxes, the official client the
+# bench compares against); the kube and Go setups in SETUP_TARGETS belong to tests.
+setup-demo: setup-system setup-node
 
 build: setup
 	$(CARGO) build --workspace --all-targets
@@ -45,8 +50,20 @@ test-rust: setup
 test: setup lint test-rust $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
-demo: setup
+demo: setup-demo
 	scripts/demo.sh
+
+# Release binaries onto the PATH. The proxy and the bench are built together, as scripts/demo.sh builds
+# them, so after `make demo` only the plugin is compiled.
+PREFIX ?= $(HOME)/.local
+install: setup-demo
+	$(CARGO) build --release -p sandcanary-proxy -p sandcanary-bench
+	$(CARGO) build --release -p sandcanary-plugin --bin sandcanary-plugin
+	install -d $(PREFIX)/bin
+	install -m 0755 $(CARGO_TARGET_DIR)/release/sandcanary-proxy $(CARGO_TARGET_DIR)/release/sandcanary-bench \
+	  $(CARGO_TARGET_DIR)/release/sandcanary-plugin $(PREFIX)/bin/
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+	  *) echo "make install: $(PREFIX)/bin is not on your PATH; add it: export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
 bench: setup
 	scripts/setup-system.sh --bench

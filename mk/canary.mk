@@ -7,7 +7,7 @@ CANARY_DELAY_MS ?= 1500
 # Two local proxies (stable, canary behind a delaying relay), the plugin's analysis path run
 # directly (no Argo): comparison table, verdict and the GitHub issue it would file (dry run).
 # CANARY_DELAY_MS=0 shows a healthy canary.
-demo-canary: setup
+demo-canary: setup-demo
 	plugin/canary/scripts/local-canary.sh --delay-ms $(CANARY_DELAY_MS)
 
 # The real sandcanary-plugin driven by argo-rollouts' Go client (GetMetricPlugin with a file://

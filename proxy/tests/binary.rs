@@ -163,3 +163,51 @@ fn sigterm_stops_the_proxy_and_every_sandbox() {
         .collect();
     assert!(dirs.is_empty(), "sandbox directories left behind: {dirs:?}");
 }
+
+/// Run from inside the checkout with no LOCAL_SANDBOX_SERVER, as the README shows: the default is
+/// found from the working directory and resolved once, so the warm-pool sandbox (which starts in its
+/// own directory) really runs; outside a checkout the proxy stops at start naming the variable.
+#[test]
+fn the_default_sandbox_server_is_found_from_the_working_directory() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(repo) // proxy/, a subdirectory of the checkout
+        .env_remove("LOCAL_SANDBOX_SERVER")
+        .env("IDENTITY_STATIC", "127.0.0.2=a")
+        .env("LOCAL_WARM_POOL", "1")
+        .env("LOCAL_TMP_DIR", tmp.path())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A started sandbox is node, Chromium and Chromium's helpers; a server.js that node cannot find
+    // leaves at most node for a moment.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && descendants(child.id()).len() < 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let running = descendants(child.id()).len();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        running >= 3,
+        "the warm-pool sandbox did not start ({running} processes)"
+    );
+
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("IDENTITY_STATIC", "127.0.0.2=a")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LOCAL_SANDBOX_SERVER: not set, and")
+            && err.contains("set LOCAL_SANDBOX_SERVER"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod mcp;
 pub mod official;
 pub mod playwright;
 pub mod report;
+pub mod repo;
 pub mod sandbox_process;
 pub mod scenario;
 pub mod stats;

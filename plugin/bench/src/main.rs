@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sandcanary_bench::fixture::{FIXTURE_TITLE, FixtureServer};
+use sandcanary_bench::repo::{self, Repo};
 use sandcanary_bench::report::{
     Report, render_compare, render_html, render_markdown, render_table,
 };
@@ -166,13 +167,19 @@ enum Format {
     Html,
 }
 
-fn sandbox_command(common: &CommonArgs) -> SandboxCommand {
-    let root = std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into());
-    let mut cmd = SandboxCommand::from_repo(root);
+/// The sandbox program of local targets: `--sandbox-script`, else the checkout's. Resolved before
+/// any sample runs, so outside a checkout the command fails once, naming what to set.
+fn sandbox_command(common: &CommonArgs) -> anyhow::Result<SandboxCommand> {
     if let Some(s) = &common.sandbox_script {
-        cmd.script = s.clone();
+        let script = repo::user_file("--sandbox-script (SANDCANARY_SANDBOX_SCRIPT)", s)?;
+        let mut cmd = SandboxCommand::from_repo("/");
+        cmd.script = script;
+        return Ok(cmd);
     }
-    cmd
+    let repo = Repo::locate(" (or pass --sandbox-script)")?;
+    repo.file("sandbox script", repo::SANDBOX_SCRIPT)?;
+    repo.require_node_modules("deploy/sandbox")?;
+    Ok(SandboxCommand::from_repo(repo.root()))
 }
 
 fn id_prefix(name: &str) -> String {
@@ -206,11 +213,11 @@ fn proxy_target(
     Ok(Box::new(ProxyTarget::new(cfg)?))
 }
 
-fn local_target(name: &str, common: &CommonArgs) -> Box<dyn Target> {
-    Box::new(LocalTarget::new(LocalTargetConfig {
+fn local_target(name: &str, common: &CommonArgs) -> anyhow::Result<Box<dyn Target>> {
+    Ok(Box::new(LocalTarget::new(LocalTargetConfig {
         name: name.to_string(),
-        command: sandbox_command(common),
-    }))
+        command: sandbox_command(common)?,
+    })))
 }
 
 async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow::Result<Report> {
@@ -272,8 +279,16 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
 async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<Report> {
     use sandcanary_bench::official::{NodeWorker, compare_with_worker, native_session};
     use sandcanary_bench::sandbox_process::SandboxProcess;
-    let root = PathBuf::from(std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into()));
-    let script = script.unwrap_or_else(|| root.join("test/fixtures/bench/official-client.js"));
+    // Both scripts are found before anything starts.
+    let script = match script {
+        Some(s) => repo::user_file("--official-script", &s)?,
+        None => {
+            let repo = Repo::locate(" (or pass --official-script and --sandbox-script)")?;
+            repo.require_node_modules("test/playwright")?;
+            repo.file("official client worker", repo::OFFICIAL_CLIENT_SCRIPT)?
+        }
+    };
+    let sandbox_cmd = sandbox_command(common)?;
     let fixture = FixtureServer::start()
         .await
         .context("starting the fixture page server")?;
@@ -281,7 +296,7 @@ async fn bench_clients(script: Option<PathBuf>, common: &CommonArgs) -> anyhow::
         .await
         .map_err(anyhow::Error::msg)?;
     eprintln!("official client: playwright-core {}", official.version);
-    let sandbox = SandboxProcess::start(&sandbox_command(common))
+    let sandbox = SandboxProcess::start(&sandbox_cmd)
         .await
         .map_err(anyhow::Error::msg)?;
     let ws_url = sandbox.ws_url().to_string();
@@ -308,6 +323,12 @@ async fn bench_cdp(
     common: &CommonArgs,
 ) -> anyhow::Result<Report> {
     use sandcanary_bench::cdp::{CdpClient, ChromiumCommand, ChromiumProcess, measure_session};
+    let baseline_script = if baseline {
+        let repo = Repo::locate("")?;
+        Some(repo.file("bare CDP client", repo::RAW_CDP_SCRIPT)?)
+    } else {
+        None
+    };
     let fixture = FixtureServer::start()
         .await
         .context("starting the fixture page server")?;
@@ -332,10 +353,8 @@ async fn bench_cdp(
         }
     };
     let mut samples = Vec::new();
-    if baseline {
+    if let Some(script) = baseline_script {
         use sandcanary_bench::official::{NodeWorker, compare_with_worker};
-        let root = PathBuf::from(std::env::var("SANDCANARY_ROOT").unwrap_or_else(|_| ".".into()));
-        let script = root.join("test/fixtures/bench/raw-cdp.js");
         let mut worker = NodeWorker::start(
             "node",
             &["--experimental-websocket", "--no-warnings"],
@@ -407,7 +426,7 @@ async fn main() -> anyhow::Result<()> {
                     let name = target.name.clone().unwrap_or_else(|| "proxy".into());
                     proxy_target(&name, p.clone(), a.clone(), &target.auth)?
                 }
-                (None, _, true) => local_target(target.name.as_deref().unwrap_or("local"), common),
+                (None, _, true) => local_target(target.name.as_deref().unwrap_or("local"), common)?,
                 _ => bail!("choose a target: --proxy URL --admin URL, or --local"),
             };
             let report = bench(vec![t], common).await?;
@@ -428,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
              -> anyhow::Result<Box<dyn Target>> {
                 match (p, a) {
                     (Some(p), Some(a)) => proxy_target(name, p.clone(), a.clone(), auth),
-                    (None, None) => Ok(local_target(name, common)),
+                    (None, None) => local_target(name, common),
                     _ => bail!("--{name}-proxy and --{name}-admin go together"),
                 }
             };

@@ -28,7 +28,7 @@ pub struct SandboxCommand {
 }
 
 impl SandboxCommand {
-    /// Defaults for the sandbox in this repository, found from `SANDCANARY_ROOT` or the working directory.
+    /// Defaults for the sandbox of the checkout at `root` (see [`crate::repo::Repo`]).
     pub fn from_repo(root: impl Into<PathBuf>) -> Self {
         Self {
             node: PathBuf::from("node"),
@@ -65,9 +65,13 @@ impl SandboxProcess {
     /// Starts the process and waits for its `SANDBOX_READY` line.
     pub async fn start(cmd: &SandboxCommand) -> Result<Self, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        // Resolved here, once: node runs in the script's directory, where a relative path would
+        // be resolved again.
+        let script = std::path::absolute(&cmd.script)
+            .map_err(|e| format!("cannot resolve {}: {e}", cmd.script.display()))?;
         let mut command = Command::new(&cmd.node);
         command
-            .arg(&cmd.script)
+            .arg(&script)
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("PW_WS_PATH", "/pw")
@@ -81,14 +85,14 @@ impl SandboxProcess {
         } else {
             command.env_remove("MCP_PORT");
         }
-        if let Some(dir) = cmd.script.parent() {
+        if let Some(dir) = script.parent() {
             command.current_dir(dir);
         }
         let mut child = command.spawn().map_err(|e| {
             format!(
                 "cannot start {} {}: {e}",
                 cmd.node.display(),
-                cmd.script.display()
+                script.display()
             )
         })?;
         let stdout = child.stdout.take().ok_or("no stdout pipe")?;

@@ -164,3 +164,73 @@ fn clients_command_runs_both_clients_against_one_sandbox() {
         );
     }
 }
+
+/// The binary as a user runs it: no SANDCANARY_ROOT (issue 16).
+fn bench_in(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sandcanary-bench"));
+    c.env_remove("SANDCANARY_ROOT")
+        .env_remove("SANDCANARY_SANDBOX_SCRIPT")
+        .current_dir(dir);
+    c
+}
+
+#[test]
+fn from_inside_the_checkout_the_scripts_are_found_without_sandcanary_root() {
+    common::sandbox_command();
+    // The repository root and a subdirectory: the sandbox and the official client must start from
+    // both (a relative default used to be resolved again inside deploy/sandbox).
+    for (dir, args) in [
+        (
+            common::repo_root(),
+            &["run", "--local", "--scenarios", "warm", "--samples", "1"][..],
+        ),
+        (
+            common::repo_root().join("plugin/bench"),
+            &["clients", "--samples", "1"][..],
+        ),
+    ] {
+        let out = bench_in(&dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    }
+}
+
+#[test]
+fn outside_a_checkout_one_error_names_what_to_set_before_any_sample() {
+    let dir = std::env::temp_dir().join(format!("sandcanary-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (args, names) in [
+        (
+            &["run", "--local", "--samples", "20"][..],
+            &["SANDCANARY_ROOT", "--sandbox-script"][..],
+        ),
+        (
+            &["clients", "--samples", "20"][..],
+            &["SANDCANARY_ROOT", "--official-script"][..],
+        ),
+        (
+            &["run", "--local", "--sandbox-script", "nope/server.js"][..],
+            &["--sandbox-script", "nope/server.js: no such file"][..],
+        ),
+    ] {
+        let start = std::time::Instant::now();
+        let out = bench_in(&dir).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: a report was printed");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one error: {err}");
+        for name in names {
+            assert!(err.contains(name), "{args:?}: {err}");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?}: no sample may run"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod duration;
 pub mod replicas;
+pub mod sandbox_server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -764,9 +765,9 @@ impl Config {
             return Err(err("SESSION_API_TOKEN", "must be at least 16 characters"));
         }
 
-        let local = LocalConfig {
+        let mut local = LocalConfig {
             sandbox_server: PathBuf::from(
-                set(&raw.local_sandbox_server).unwrap_or("deploy/sandbox/server.js"),
+                set(&raw.local_sandbox_server).unwrap_or(sandbox_server::IN_CHECKOUT),
             ),
             node: PathBuf::from(set(&raw.local_node).unwrap_or("node")),
             chromium: PathBuf::from(set(&raw.local_chromium).unwrap_or("/usr/bin/chromium")),
@@ -815,15 +816,9 @@ impl Config {
                     ),
                 ));
             }
-            if !local.sandbox_server.is_file() {
-                return Err(err(
-                    "LOCAL_SANDBOX_SERVER",
-                    format!(
-                        "{:?} is not a file (the sandbox server, deploy/sandbox/server.js)",
-                        local.sandbox_server
-                    ),
-                ));
-            }
+            let cwd = std::env::current_dir()
+                .map_err(|e| err("LOCAL_SANDBOX_SERVER", format!("no working directory: {e}")))?;
+            local.sandbox_server = sandbox_server::resolve(set(&raw.local_sandbox_server), &cwd)?;
         } else if pod_namespace.is_none() && backend != BackendKind::Substrate {
             return Err(err(
                 "POD_NAMESPACE",
