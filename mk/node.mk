@@ -1,0 +1,21 @@
+# node: a real one-node Kubernetes (test/node/cluster.sh: containerd + runc + CNI bridge from Debian; kubelet,
+# kube-scheduler, kube-proxy, CoreDNS and the agent-sandbox v1.0.1 controller built from their Go modules; the
+# test/kube API server and controller manager), closed in its own network namespace and always torn down.
+# test/node/suite.sh runs on it: see test/node/README.md for the scenarios and their time.
+.PHONY: setup-node-cluster test-node
+SETUP_TARGETS += setup-node-cluster
+TEST_TARGETS += test-node
+NODE_CLUSTER_DEBS := containerd runc containernetworking-plugins iptables conntrack jq util-linux iproute2 openssl curl
+
+setup-node-cluster: setup-kube
+	@missing=(); for p in $(NODE_CLUSTER_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing+=($$p); done; \
+	if (($${#missing[@]})); then echo "setup-node-cluster: installing $${missing[*]}" >&2; \
+	  sudo_cmd=(); [[ $$(id -u) -ne 0 ]] && sudo_cmd=(sudo); \
+	  "$${sudo_cmd[@]}" apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; fi
+	test/node/build.sh >/dev/null
+
+test-node: setup-node-cluster
+	test/node/images.sh build
+	$(CARGO) build -p sandcanary-bench --bin sandcanary-bench
+	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/debug/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh
