@@ -15,7 +15,8 @@ setup-node-cluster: setup-kube
 	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; fi
 	test/node/build.sh >/dev/null
 
-test-node: setup-node-cluster
-	test/node/images.sh build
+# `images` (mk/images.mk) builds the archives before the cluster starts: the cluster's namespace is closed.
+test-node: setup-node-cluster images
 	$(CARGO) build -p sandcanary-bench --bin sandcanary-bench
+	test/node/cleanup-test.sh
 	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/debug/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh

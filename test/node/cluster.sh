@@ -49,7 +49,8 @@ ctr_() { # dir args...
 # Starts a long-running program in the namespace, logging to DIR/logs/NAME.log, pid in DIR/pids.
 spawn() { # dir name cmd...
   local d="$1" name="$2"; shift 2
-  in_ns "$d" "$@" >"$d/logs/$name.log" 2>&1 </dev/null &
+  # exec: the recorded pid is the program's own (nsenter execs it), so stopping it stops the program.
+  (exec nsenter --net="/run/netns/$(cat "$d/netns")" -- "$@") >"$d/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$d/pids/$name.pid"
 }
 
@@ -358,7 +359,16 @@ down() { # dir
     for id in $(ctr_ "$d" tasks list -q 2>/dev/null); do ctr_ "$d" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
     sleep 0.5
     for id in $(ctr_ "$d" tasks list -q 2>/dev/null); do ctr_ "$d" tasks delete -f "$id" >/dev/null 2>&1 || true; done
-    for id in $(ctr_ "$d" containers list -q 2>/dev/null); do ctr_ "$d" containers delete "$id" >/dev/null 2>&1 || true; done
+    local ids
+    ids="$(ctr_ "$d" containers list -q 2>/dev/null || true)"
+    for id in $ids; do ctr_ "$d" containers delete "$id" >/dev/null 2>&1 || true; done
+    # cgroupsPerQOS is off, so containers' cgroups are /k8s.io/<id> in every hierarchy; runc removes them
+    # on a clean delete, a killed container may leave the empty directories.
+    for id in $ids; do
+      for cg in /sys/fs/cgroup/*/k8s.io/"$id" /sys/fs/cgroup/unified/k8s.io/"$id"; do
+        [ -d "$cg" ] && rmdir "$cg" 2>/dev/null || true
+      done
+    done
     local p
     for p in $netns_paths; do
       case "$p" in /var/run/netns/cni-*|/run/netns/cni-*) umount "$p" 2>/dev/null || true; rm -f "$p" ;; esac
@@ -374,9 +384,27 @@ down() { # dir
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   # The namespace takes its bridge, veth ends and every iptables rule of the node with it.
-  [ -f "$d/netns" ] && ip netns delete "$(cat "$d/netns")" 2>/dev/null || true
+  local ns=""
+  [ -f "$d/netns" ] && ns="$(cat "$d/netns")" && { ip netns delete "$ns" 2>/dev/null || true; }
   rm -rf "$d"
+  leftovers "$d" "$ns" || die "cleanup of $d incomplete"
   log "stopped and removed $d"
+}
+
+# Prints what of a cluster is still there (status 1 if anything): processes started from its directory
+# (node programs, shims, containers' processes are children of shims), mounts, its namespace, pod netns.
+leftovers() { # dir netns
+  local d="$1" ns="$2" found=0 pid
+  for pid in $(pgrep -f -- "$d/" 2>/dev/null); do
+    [ "$pid" = "$$" ] && continue
+    log "leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"; found=1
+  done
+  if awk -v d="$d/" 'index($5, d) == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
+    log "leftover mounts under $d"; found=1
+  fi
+  if [ -n "$ns" ] && [ -e "/run/netns/$ns" ]; then log "leftover network namespace $ns"; found=1; fi
+  [ -e "$d" ] && { log "leftover directory $d"; found=1; }
+  return "$found"
 }
 
 # containerd-shim-runc-v2 processes whose address is this cluster's containerd: by pid, never by name.
