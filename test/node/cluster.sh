@@ -14,7 +14,7 @@
 #   containerd + runc + CNI bridge/host-local          Debian packages, config written here
 #   kubelet, kube-scheduler, kube-proxy (iptables)    test/node/build.sh, from k8s.io/kubernetes
 #   CoreDNS (cluster names only, no forwarding)       test/node/build.sh, behind the kube-dns Service
-#   agent-sandbox-controller --extensions             sigs.k8s.io/agent-sandbox v1.0.1, and its CRDs
+#   agent-sandbox-controller (a Deployment)           sigs.k8s.io/agent-sandbox v1.0.1: its own k8s/ kustomization
 #
 # Addresses are the test's own and exist only inside the namespace: node 10.213.0.1 (on bridge scbr0), pods
 # 10.213.0.0/24, Services 10.0.0.0/24 (kubernetes 10.0.0.1, kube-dns 10.0.0.10). The namespace has no route
@@ -30,6 +30,7 @@ BRIDGE=scbr0
 DNS_IP=10.0.0.10
 PAUSE_IMAGE=sandcanary.local/pause:3.10
 HELLO_IMAGE=sandcanary.local/hello:1
+AGENT_SANDBOX_IMAGE=sandcanary.local/agent-sandbox-controller:v1.0.1
 READY_TIMEOUT="${SANDCANARY_NODE_READY_TIMEOUT:-180}"
 
 log() { echo "cluster.sh: $*" >&2; }
@@ -302,16 +303,22 @@ ports:
 YAML
   wait_for "$d" coredns "CoreDNS ready" 60 in_ns "$d" curl -fsS --max-time 2 http://127.0.0.1:18181/ready
 
-  # agent-sandbox v1.0.1: its own CRDs, then its controller with the extensions (templates, warm pools,
-  # claims), as a host process of the node with the admin kubeconfig.
-  kubectl_ "$d" apply --server-side -f "$(cat "$node_bin/agent-sandbox.dir")/k8s/crds/" >&2
+  # agent-sandbox v1.0.1 installed as its release installs it: the module's own kustomization (CRDs, RBAC,
+  # the controller Deployment in agent-sandbox-system with --extensions), rendered with the controller image
+  # in place of its ko:// placeholder, as its release tooling does. The image is the binary built here.
+  local as_dir
+  as_dir="$(cat "$node_bin/agent-sandbox.dir")"
+  "$here/binimage.sh" "$AGENT_SANDBOX_IMAGE" "$d/images/agent-sandbox-controller.tar" \
+    /usr/local/bin/agent-sandbox-controller "$node_bin/agent-sandbox-controller"
+  import_images "$d" "$d/images/agent-sandbox-controller.tar"
+  kubectl_ "$d" kustomize "$as_dir/k8s" |
+    sed "s#ko://sigs.k8s.io/agent-sandbox/cmd/agent-sandbox-controller#$AGENT_SANDBOX_IMAGE#" >"$d/agent-sandbox.yaml"
+  kubectl_ "$d" apply --server-side -f "$d/agent-sandbox.yaml" >&2
   kubectl_ "$d" wait --for condition=Established --timeout 60s \
     crd/sandboxes.agents.x-k8s.io crd/sandboxclaims.extensions.agents.x-k8s.io \
     crd/sandboxtemplates.extensions.agents.x-k8s.io crd/sandboxwarmpools.extensions.agents.x-k8s.io >&2
-  KUBECONFIG="$d/kube/kubeconfig" spawn "$d" agent-sandbox-controller "$node_bin/agent-sandbox-controller" \
-    --extensions --leader-elect=false --metrics-bind-address 0 --health-probe-bind-address 127.0.0.1:18082
-  wait_for "$d" agent-sandbox-controller "agent-sandbox-controller healthy" 60 \
-    in_ns "$d" curl -fsS --max-time 2 http://127.0.0.1:18082/readyz
+  kubectl_ "$d" -n agent-sandbox-system rollout status deploy/agent-sandbox-controller --timeout 120s >&2 ||
+    die "agent-sandbox-controller not available"
 
   {
     cat "$d/kube.env"
@@ -351,7 +358,7 @@ down() { # dir
   [ -f "$d/.sandcanary-node" ] || die "$d was not created by cluster.sh; refusing to remove it"
   local name
   # The node's programs first, so nothing restarts what is removed next.
-  for name in agent-sandbox-controller coredns kube-scheduler kube-proxy kubelet; do stop_pid "$d/pids/$name.pid"; done
+  for name in coredns kube-scheduler kube-proxy kubelet; do stop_pid "$d/pids/$name.pid"; done
   # Pod containers: kill, delete, and remove their network namespaces (veths go with them).
   if [ -f "$d/pids/containerd.pid" ] && kill -0 "$(cat "$d/pids/containerd.pid")" 2>/dev/null; then
     local netns_paths id
