@@ -17,6 +17,6 @@ setup-node-cluster: setup-kube
 
 # `images` (mk/images.mk) builds the archives before the cluster starts: the cluster's namespace is closed.
 test-node: setup-node-cluster images
-	$(CARGO) build -p sandcanary-bench --bin sandcanary-bench
+	$(CARGO) build --release -p sandcanary-bench --bin sandcanary-bench
 	test/node/cleanup-test.sh
-	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/debug/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh
+	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/release/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh

@@ -186,12 +186,15 @@ k delete pod agent-erin --grace-period 1 --wait=true >&2
 # host-local hands out addresses round-robin; point its cursor just before erin's address so the next pod
 # gets it, as a busy node would sooner or later.
 ipam="$SANDCANARY_NODE_DIR/cni/ipam/sandcanary"
+# The API object goes before the kubelet has torn down the pod's network: wait until host-local released it.
+deadline=$((SECONDS + 60))
+while [ -e "$ipam/$erin_ip" ]; do ((SECONDS < deadline)) || fail "erin's address $erin_ip was not released"; sleep 0.5; done
 prev="${erin_ip%.*}.$(( ${erin_ip##*.} - 1 ))"
 echo "$prev" >"$ipam/last_reserved_ip.0"
 frank="$(agent_run agent-frank frank)"
 frank_ip="$(k get pod agent-frank -o jsonpath='{.status.podIP}')"
 echo "erin $erin_ip $erin_profile; frank $frank_ip $(jq -r .profile <<<"$frank")" >&2
-[ "$frank_ip" = "$erin_ip" ] || fail "frank got $frank_ip, not erin's $erin_ip (IP reuse not arranged)"
+[ "$frank_ip" = "$erin_ip" ] || { ls "$ipam" >&2; fail "frank got $frank_ip, not erin's $erin_ip (IP reuse not arranged)"; }
 [ "$(jq -r .profile <<<"$frank")" != "$erin_profile" ] || fail "frank got erin's sandbox on her old IP"
 frank_claim_ip="$(claim_of frank | jq -r '.status.sandbox.podIPs[0] // empty')"
 [ -n "$frank_claim_ip" ] || fail "no claim for frank"
