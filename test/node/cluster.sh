@@ -28,6 +28,7 @@ NODE_IP=10.213.0.1
 POD_CIDR=10.213.0.0/24
 BRIDGE=scbr0
 DNS_IP=10.0.0.10
+SERVICE_CIDR=10.0.0.0/24
 PAUSE_IMAGE=sandcanary.local/pause:3.10
 HELLO_IMAGE=sandcanary.local/hello:1
 AGENT_SANDBOX_IMAGE=sandcanary.local/agent-sandbox-controller:v1.0.1
@@ -252,6 +253,9 @@ up() { # [dir]
   in_ns "$d" ip link add "$BRIDGE" type bridge
   in_ns "$d" ip addr add "$NODE_IP/24" dev "$BRIDGE"
   in_ns "$d" ip link set "$BRIDGE" up
+  # Node-side clients (the bench) reach Service IPs: a route for the Service range, so the kernel lets the
+  # packet through to kube-proxy's DNAT instead of failing with "network unreachable". Still inside.
+  in_ns "$d" ip route add "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP"
   # Service traffic between pods on one bridge passes iptables (kube-proxy's DNAT) both ways.
   in_ns "$d" sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 

@@ -190,7 +190,7 @@ ipam="$SANDCANARY_NODE_DIR/cni/ipam/sandcanary"
 deadline=$((SECONDS + 60))
 while [ -e "$ipam/$erin_ip" ]; do ((SECONDS < deadline)) || fail "erin's address $erin_ip was not released"; sleep 0.5; done
 prev="${erin_ip%.*}.$(( ${erin_ip##*.} - 1 ))"
-echo "$prev" >"$ipam/last_reserved_ip.0"
+printf %s "$prev" >"$ipam/last_reserved_ip.0"   # no newline: host-local parses the whole file
 frank="$(agent_run agent-frank frank)"
 frank_ip="$(k get pod agent-frank -o jsonpath='{.status.podIP}')"
 echo "erin $erin_ip $erin_profile; frank $frank_ip $(jq -r .profile <<<"$frank")" >&2
@@ -202,10 +202,13 @@ jq -e --arg ip "$frank_claim_ip" 'select(.eval | contains("to " + $ip + ":"))' <
   fail "frank was not served by his own claim's sandbox $frank_claim_ip: $frank"
 k delete pod agent-frank --wait=false >/dev/null
 
-step "sandcanary-bench cold / warm through the proxy Service on the real warm pool"
+step "sandcanary-bench cold / warm through one proxy pod on the real warm pool"
 admin_token="$(k get secret sandcanary-proxy-tokens -o jsonpath='{.data.session-api-token}' | base64 -d)"
 identity_token="$(k get secret sandcanary-proxy-tokens -o jsonpath='{.data.identity-token}' | base64 -d)"
-svc="$(k get svc sandcanary-proxy -o jsonpath='{.spec.clusterIP}')"
+# One replica's address, not the Service: the session API (/v1/sessions/{id}) answers only for the sessions
+# the replica it reaches serves, so with two replicas behind the Service the bench's data and admin requests
+# may land on different replicas and the admin one gets 404 (see test/node/README.md, findings).
+svc="$(k get pods -l app.kubernetes.io/name=sandcanary-proxy -o jsonpath='{.items[0].status.podIP}')"
 bench_bin="${SANDCANARY_BENCH_BIN:?SANDCANARY_BENCH_BIN (the sandcanary-bench binary) is not set}"
 SANDCANARY_ADMIN_TOKEN="$admin_token" SANDCANARY_IDENTITY_TOKEN="$identity_token" \
   "$bench_bin" run --proxy "http://$svc:9000" --admin "http://$svc:9090" --scenarios cold,warm \
@@ -214,6 +217,13 @@ SANDCANARY_ADMIN_TOKEN="$admin_token" SANDCANARY_IDENTITY_TOKEN="$identity_token
 if [ -n "${SANDCANARY_NODE_BENCH_OUT:-}" ]; then cp "$SANDCANARY_NODE_DIR/bench.json" "$SANDCANARY_NODE_BENCH_OUT"; fi
 
 step "README: the local overlay (proxy-local, sandboxes inside the proxy pod) serves an agent pod"
+# The node has 2 CPUs: proxy-local requests one. Every claim is idle by now (IDLE_TTL=20s): wait until the
+# proxy has reaped them all, so only the warm pool is left beside it.
+deadline=$((SECONDS + 120))
+until [ "$(k get sandboxclaims -o name | wc -l)" = 0 ]; do
+  ((SECONDS < deadline)) || { k get sandboxclaims >&2; fail "idle claims not reaped"; }
+  sleep 2
+done
 kubectl apply -k deploy/overlays/local >&2
 k rollout status deploy/sandcanary-proxy --timeout 240s >&2 || { k describe pods -l app.kubernetes.io/name=sandcanary-proxy >&2; fail "proxy-local not Ready"; }
 local_out="$(agent_run agent-local lisa)"
