@@ -1,7 +1,8 @@
 # node: a real one-node Kubernetes (test/node/cluster.sh: containerd + runc + CNI bridge from Debian; kubelet,
 # kube-scheduler, kube-proxy, CoreDNS and the agent-sandbox v1.0.1 controller built from their Go modules; the
 # test/kube API server and controller manager), closed in its own network namespace and always torn down.
-# test/node/suite.sh runs on it: see test/node/README.md for the scenarios and their time.
+# test/node/suite.sh runs on it: see test/node/README.md for the scenarios. Warm: about 6 min; cold adds the
+# node binaries (about 8 min on the shared machine) and a release sandcanary-bench (about 3 min).
 .PHONY: setup-node-cluster test-node
 SETUP_TARGETS += setup-node-cluster
 TEST_TARGETS += test-node
