@@ -61,7 +61,7 @@ EOF
 [storage]
 driver = "overlay"
 graphroot = "$WORK/storage"
-runroot = "/run/sandcanary-podman"
+runroot = "/run/sandcanary-podman/$(printf %s "$WORK" | sha256sum | cut -c1-12)"
 EOF
   # No search registries: a short name never turns into a pull.
   printf 'unqualified-search-registries = []\n' >"$conf/registries.conf.new"
@@ -100,8 +100,10 @@ CHROMIUM_PKGS=chromium,fonts-liberation,fonts-noto-color-emoji,ca-certificates,l
 BASE_ENV=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["/bin/sh"]')
 
 # ensure_base NAME: sets BASE_REF to localhost/sandcanary-base-NAME:<recipe hash>, building it if needed.
+declare -A BASE_DONE=()
 ensure_base() {
   local name=$1 node npm_dir key ref tar hn
+  if [[ -n ${BASE_DONE[$name]:-} ]]; then BASE_REF=${BASE_DONE[$name]}; return; fi
   hn=$(host_node) || exit 1
   node=${hn%%$'\n'*}; npm_dir=${hn#*$'\n'}
   case $name in
@@ -113,6 +115,7 @@ ensure_base() {
     *) die "unknown base $name" ;;
   esac
   ref=localhost/sandcanary-base-$name:${key:0:16}
+  BASE_DONE[$name]=$ref
   if pm image exists "$ref"; then BASE_REF=$ref; return; fi
   tar=$WORK/bases/$name-${key:0:16}.tar
   mkdir -p "$WORK/bases" "$WORK/debs"
@@ -179,6 +182,7 @@ host_bins() {
   HOST_BINS_BUILT=1
 }
 
+declare -A GLIBC_CHECKED=()
 # The binaries need a glibc no newer than the base's (Debian's libc6 of $SUITE).
 check_glibc() {
   local bin=$1 base=$2 need have
@@ -218,15 +222,15 @@ stage_context() {
       cp "$ROOT"/deploy/sandbox/{package.json,package-lock.json,server.js} "$dir/deploy/sandbox/"
       cp "$CARGO_TARGET_DIR"/release/{sandcanary-proxy,sandcanary-plugin} "$dir/prebuilt/"
       mods=$(npm_modules "$ROOT/deploy/sandbox") || exit 1
-      cp -a "$mods" "$dir/prebuilt/sandbox-modules" ;;
+      cp -al "$mods" "$dir/prebuilt/sandbox-modules" ;;
     sandbox)
       cp "$ROOT"/deploy/sandbox/{package.json,package-lock.json,server.js} "$dir/"
       mods=$(npm_modules "$ROOT/deploy/sandbox") || exit 1
-      cp -a "$mods" "$dir/prebuilt/node_modules" ;;
+      cp -al "$mods" "$dir/prebuilt/node_modules" ;;
     agent)
       cp "$ROOT"/test/node/agent/{package.json,package-lock.json,agent.js} "$dir/"
       mods=$(npm_modules "$ROOT/test/node/agent") || exit 1
-      cp -a "$mods" "$dir/prebuilt/node_modules" ;;
+      cp -al "$mods" "$dir/prebuilt/node_modules" ;;
   esac
 }
 
@@ -234,8 +238,12 @@ build_one() {
   local name=$1 ref=$2 dockerfile=$3 target=$4 kind=$5 base=$6
   local archive=$IMAGES_DIR/$name.tar ctx=$WORK/ctx/$name key args=() t0=$SECONDS
   ensure_base "$base"
-  [[ $kind == programs ]] && { host_bins; check_glibc "$CARGO_TARGET_DIR/release/sandcanary-proxy" "$BASE_REF"
-                               check_glibc "$CARGO_TARGET_DIR/release/sandcanary-plugin" "$BASE_REF"; }
+  if [[ $kind == programs && -z ${GLIBC_CHECKED[$BASE_REF]:-} ]]; then
+    host_bins
+    check_glibc "$CARGO_TARGET_DIR/release/sandcanary-proxy" "$BASE_REF"
+    check_glibc "$CARGO_TARGET_DIR/release/sandcanary-plugin" "$BASE_REF"
+    GLIBC_CHECKED[$BASE_REF]=1
+  fi
   case $base in
     runtime) args=(--build-arg "PROXY_BASE=$BASE_REF" --build-arg "PLUGIN_BASE=$BASE_REF") ;;
     chromium) args=(--build-arg "NODE_IMAGE=$BASE_REF" --build-arg INSTALL_CHROMIUM=false) ;;
