@@ -9,6 +9,8 @@
 #   test/node/images.sh build [NAME...]   build (only what changed) and write the archives; default: all
 #   test/node/images.sh list              print `<image reference>\t<archive>` per image
 #   test/node/images.sh podman ARGS...    run podman with this script's storage and configuration
+#   test/node/images.sh clean             remove the archives, the bases and podman's storage (the next
+#                                         build starts cold and takes Debian's current packages)
 #
 # Environment:
 #   SANDCANARY_IMAGES_DIR    where the archives go (default ~/.cache/sandcanary/images)
@@ -56,6 +58,8 @@ log_driver = "k8s-file"
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+[network]
+network_config_dir = "$WORK/net.d"
 EOF
   cat >"$conf/storage.conf.new" <<EOF
 [storage]
@@ -143,7 +147,7 @@ ensure_base() {
           --customize-hook="copy-in $npm_dir /usr/lib/node_modules/" \
           --customize-hook="bash $HOOK chromium \"\$1\"" \
           "$SUITE" "$tar.tmp" "$(sources)" || die "mmdebstrap failed for base $name"
-        # Keep only the newest version of each cached .deb.
+        # Superseded .debs are not refreshed by sync-out: drop those untouched for 30 days.
         find "$WORK/debs" -name '*.deb' -mtime +30 -delete
         ;;
       node)
@@ -158,6 +162,7 @@ ensure_base() {
           die "building base $name failed"
         rm -rf "$ctx"
         log "base $name: built in $((SECONDS - t0)) s"
+        prune_base "$name" "$ref"
         BASE_REF=$ref; return
         ;;
     esac
@@ -165,11 +170,15 @@ ensure_base() {
     log "base $name: root file system built in $((SECONDS - t0)) s ($(du -m "$tar" | cut -f1) MB)"
   fi
   pm import --quiet "${BASE_ENV[@]}" "$tar" "$ref" >/dev/null || die "podman import of base $name failed"
-  # Older recipes of this base are no longer needed.
   find "$WORK/bases" -name "$name-*.tar" ! -name "$(basename "$tar")" -delete
-  pm images --format '{{.Repository}}:{{.Tag}}' "localhost/sandcanary-base-$name" | grep -vxF "$ref" |
-    xargs -r podman rmi --force >/dev/null 2>&1 || true
+  prune_base "$name" "$ref"
   BASE_REF=$ref
+}
+
+# Older recipes of a base are no longer needed.
+prune_base() {
+  pm images --format '{{.Repository}}:{{.Tag}}' "localhost/sandcanary-base-$1" | grep -vxF "$2" |
+    xargs -r podman rmi --force >/dev/null 2>&1 || true
 }
 
 # --- host binaries --------------------------------------------------------------------------------------
@@ -177,7 +186,7 @@ HOST_BINS_BUILT=
 host_bins() {
   [[ -n $HOST_BINS_BUILT ]] && return
   log "cargo build --release (sandcanary-proxy, sandcanary-plugin) in $CARGO_TARGET_DIR"
-  (cd "$ROOT" && cargo build --quiet --release --locked -p sandcanary-proxy --bin sandcanary-proxy \
+  (cd "$ROOT" && cargo build --release --locked -p sandcanary-proxy --bin sandcanary-proxy \
     -p sandcanary-plugin --bin sandcanary-plugin) || die "cargo build failed"
   HOST_BINS_BUILT=1
 }
@@ -302,5 +311,9 @@ case ${1:-} in
          podman_env; cmd_build "$@" ;;
   list) cmd_list ;;
   podman) shift; podman_env; exec podman "$@" ;;
+  clean) podman_env; mkdir -p "$WORK"; exec 9>"$WORK/lock"; flock 9
+         podman rm --all --force >/dev/null 2>&1 || true; podman rmi --all --force >/dev/null 2>&1 || true
+         rm -rf "$IMAGES_DIR" "$WORK/storage" "$WORK/bases" "$WORK/debs" "$WORK/npm" "$WORK/ctx" "$WORK/conf"
+         log "removed $IMAGES_DIR and $WORK" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
