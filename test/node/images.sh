@@ -297,6 +297,8 @@ cmd_build() {
     fi
     build_one "${f[@]}"
   done
+  # Replaced images (untagged, nothing built on them) only take space.
+  pm image prune --force >/dev/null || true
   log "done in $((SECONDS - t0)) s"
 }
 
