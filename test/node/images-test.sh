@@ -44,17 +44,18 @@ done < <("$IMAGES" list)
 
 # --- 1. the manifests' image references -----------------------------------------------------------------
 kube_bin=$("$ROOT/test/kube/build.sh" apiserver)
-{
-  for o in agent-sandbox local openshell; do "$kube_bin/kubectl" kustomize "$ROOT/deploy/overlays/$o"; done
-  cat "$ROOT/deploy/argo-rollouts/file/controller-patch.yaml"
-} | sed -nE 's/^ *image: *"?([^" ]+)"?.*/\1/p' | sort -u >"$work/manifest-images"
-for name in proxy plugin proxy-local sandbox; do
-  grep -qxF "${REF[$name]}" "$work/manifest-images" || fail "$name: the manifests do not name ${REF[$name]}"
+images_in() { sed -nE 's/^ *image: *"?([^" ]+)"?.*/\1/p' | sort -u | tr '\n' ' '; }
+check_names() { # WHAT "GOT" NAME...: the manifests of WHAT name exactly the images NAME...
+  local what=$1 got=$2 want n; shift 2
+  want=$(for n in "$@"; do echo "${REF[$n]}"; done | sort -u | tr '\n' ' ')
+  if [[ $got == "$want" ]]; then log "ok: $what names $got"
+  else fail "$what names '$got', images.sh builds '$want' for it"; fi
+}
+for o in agent-sandbox openshell; do
+  check_names "deploy/overlays/$o" "$("$kube_bin/kubectl" kustomize "$ROOT/deploy/overlays/$o" | images_in)" proxy sandbox
 done
-while read -r img; do
-  printf '%s\n' "${REF[@]}" | grep -qxF "$img" || fail "the manifests name $img, which images.sh does not build"
-done <"$work/manifest-images"
-log "manifests name: $(tr '\n' ' ' <"$work/manifest-images")"
+check_names deploy/overlays/local "$("$kube_bin/kubectl" kustomize "$ROOT/deploy/overlays/local" | images_in)" proxy-local
+check_names deploy/argo-rollouts/file "$(images_in <"$ROOT/deploy/argo-rollouts/file/controller-patch.yaml")" plugin
 
 # --- 2. non-root users ----------------------------------------------------------------------------------
 for name in "${!REF[@]}"; do
@@ -100,7 +101,10 @@ expect_ok() { # OUT WHAT
 }
 
 # --- 3. proxy -------------------------------------------------------------------------------------------
-pm "${RUN[@]}" --name sc-img-proxy -e IDENTITY_STATIC=127.0.0.2=alice "${REF[proxy]}" >/dev/null
+# A backend that starts without a cluster: substrate (its API is only dialled for a sandbox; TLS with the
+# base's CA roots), static identity.
+pm "${RUN[@]}" --name sc-img-proxy -e BACKEND=substrate -e SUBSTRATE_ACTOR_TEMPLATE=playwright/browser \
+  -e SUBSTRATE_API_ENDPOINT=127.0.0.1:1 -e IDENTITY=static -e IDENTITY_STATIC=127.0.0.2=alice "${REF[proxy]}" >/dev/null
 if wait_http sc-img-proxy http://127.0.0.1:9090/healthz ok && wait_http sc-img-proxy http://127.0.0.1:9090/readyz ok; then
   pid=$(pm inspect --format '{{.State.Pid}}' sc-img-proxy)
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
@@ -113,7 +117,7 @@ if wait_http sc-img-proxy http://127.0.0.1:9090/healthz ok && wait_http sc-img-p
 fi
 if out=$(pm run --rm --pull=never --network=none --label "$LABEL" -e IDLE_TTL=soon "${REF[proxy]}" 2>&1); then
   fail "proxy started with IDLE_TTL=soon"
-elif ! grep -q '^IDLE_TTL' <<<"$out"; then
+elif ! grep -q 'IDLE_TTL:' <<<"$out"; then
   fail "proxy: invalid IDLE_TTL did not name the variable: $out"
 else log "ok: proxy refuses IDLE_TTL=soon: $(head -1 <<<"$out")"; fi
 

@@ -9,6 +9,8 @@
 #   test/node/images.sh build [NAME...]   build (only what changed) and write the archives; default: all
 #   test/node/images.sh list              print `<image reference>\t<archive>` per image
 #   test/node/images.sh podman ARGS...    run podman with this script's storage and configuration
+#   test/node/images.sh clean             remove the archives, the bases and podman's storage (the next
+#                                         build starts cold and takes Debian's current packages)
 #
 # Environment:
 #   SANDCANARY_IMAGES_DIR    where the archives go (default ~/.cache/sandcanary/images)
@@ -56,12 +58,14 @@ log_driver = "k8s-file"
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+[network]
+network_config_dir = "$WORK/net.d"
 EOF
   cat >"$conf/storage.conf.new" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$WORK/storage"
-runroot = "/run/sandcanary-podman"
+runroot = "/run/sandcanary-podman/$(printf %s "$WORK" | sha256sum | cut -c1-12)"
 EOF
   # No search registries: a short name never turns into a pull.
   printf 'unqualified-search-registries = []\n' >"$conf/registries.conf.new"
@@ -100,8 +104,10 @@ CHROMIUM_PKGS=chromium,fonts-liberation,fonts-noto-color-emoji,ca-certificates,l
 BASE_ENV=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["/bin/sh"]')
 
 # ensure_base NAME: sets BASE_REF to localhost/sandcanary-base-NAME:<recipe hash>, building it if needed.
+declare -A BASE_DONE=()
 ensure_base() {
   local name=$1 node npm_dir key ref tar hn
+  if [[ -n ${BASE_DONE[$name]:-} ]]; then BASE_REF=${BASE_DONE[$name]}; return; fi
   hn=$(host_node) || exit 1
   node=${hn%%$'\n'*}; npm_dir=${hn#*$'\n'}
   case $name in
@@ -113,6 +119,7 @@ ensure_base() {
     *) die "unknown base $name" ;;
   esac
   ref=localhost/sandcanary-base-$name:${key:0:16}
+  BASE_DONE[$name]=$ref
   if pm image exists "$ref"; then BASE_REF=$ref; return; fi
   tar=$WORK/bases/$name-${key:0:16}.tar
   mkdir -p "$WORK/bases" "$WORK/debs"
@@ -140,7 +147,7 @@ ensure_base() {
           --customize-hook="copy-in $npm_dir /usr/lib/node_modules/" \
           --customize-hook="bash $HOOK chromium \"\$1\"" \
           "$SUITE" "$tar.tmp" "$(sources)" || die "mmdebstrap failed for base $name"
-        # Keep only the newest version of each cached .deb.
+        # Superseded .debs are not refreshed by sync-out: drop those untouched for 30 days.
         find "$WORK/debs" -name '*.deb' -mtime +30 -delete
         ;;
       node)
@@ -155,6 +162,7 @@ ensure_base() {
           die "building base $name failed"
         rm -rf "$ctx"
         log "base $name: built in $((SECONDS - t0)) s"
+        prune_base "$name" "$ref"
         BASE_REF=$ref; return
         ;;
     esac
@@ -162,11 +170,15 @@ ensure_base() {
     log "base $name: root file system built in $((SECONDS - t0)) s ($(du -m "$tar" | cut -f1) MB)"
   fi
   pm import --quiet "${BASE_ENV[@]}" "$tar" "$ref" >/dev/null || die "podman import of base $name failed"
-  # Older recipes of this base are no longer needed.
   find "$WORK/bases" -name "$name-*.tar" ! -name "$(basename "$tar")" -delete
-  pm images --format '{{.Repository}}:{{.Tag}}' "localhost/sandcanary-base-$name" | grep -vxF "$ref" |
-    xargs -r podman rmi --force >/dev/null 2>&1 || true
+  prune_base "$name" "$ref"
   BASE_REF=$ref
+}
+
+# Older recipes of a base are no longer needed.
+prune_base() {
+  pm images --format '{{.Repository}}:{{.Tag}}' "localhost/sandcanary-base-$1" | grep -vxF "$2" |
+    xargs -r podman rmi --force >/dev/null 2>&1 || true
 }
 
 # --- host binaries --------------------------------------------------------------------------------------
@@ -174,11 +186,12 @@ HOST_BINS_BUILT=
 host_bins() {
   [[ -n $HOST_BINS_BUILT ]] && return
   log "cargo build --release (sandcanary-proxy, sandcanary-plugin) in $CARGO_TARGET_DIR"
-  (cd "$ROOT" && cargo build --quiet --release --locked -p sandcanary-proxy --bin sandcanary-proxy \
+  (cd "$ROOT" && cargo build --release --locked -p sandcanary-proxy --bin sandcanary-proxy \
     -p sandcanary-plugin --bin sandcanary-plugin) || die "cargo build failed"
   HOST_BINS_BUILT=1
 }
 
+declare -A GLIBC_CHECKED=()
 # The binaries need a glibc no newer than the base's (Debian's libc6 of $SUITE).
 check_glibc() {
   local bin=$1 base=$2 need have
@@ -218,15 +231,15 @@ stage_context() {
       cp "$ROOT"/deploy/sandbox/{package.json,package-lock.json,server.js} "$dir/deploy/sandbox/"
       cp "$CARGO_TARGET_DIR"/release/{sandcanary-proxy,sandcanary-plugin} "$dir/prebuilt/"
       mods=$(npm_modules "$ROOT/deploy/sandbox") || exit 1
-      cp -a "$mods" "$dir/prebuilt/sandbox-modules" ;;
+      cp -al "$mods" "$dir/prebuilt/sandbox-modules" ;;
     sandbox)
       cp "$ROOT"/deploy/sandbox/{package.json,package-lock.json,server.js} "$dir/"
       mods=$(npm_modules "$ROOT/deploy/sandbox") || exit 1
-      cp -a "$mods" "$dir/prebuilt/node_modules" ;;
+      cp -al "$mods" "$dir/prebuilt/node_modules" ;;
     agent)
       cp "$ROOT"/test/node/agent/{package.json,package-lock.json,agent.js} "$dir/"
       mods=$(npm_modules "$ROOT/test/node/agent") || exit 1
-      cp -a "$mods" "$dir/prebuilt/node_modules" ;;
+      cp -al "$mods" "$dir/prebuilt/node_modules" ;;
   esac
 }
 
@@ -234,8 +247,12 @@ build_one() {
   local name=$1 ref=$2 dockerfile=$3 target=$4 kind=$5 base=$6
   local archive=$IMAGES_DIR/$name.tar ctx=$WORK/ctx/$name key args=() t0=$SECONDS
   ensure_base "$base"
-  [[ $kind == programs ]] && { host_bins; check_glibc "$CARGO_TARGET_DIR/release/sandcanary-proxy" "$BASE_REF"
-                               check_glibc "$CARGO_TARGET_DIR/release/sandcanary-plugin" "$BASE_REF"; }
+  if [[ $kind == programs && -z ${GLIBC_CHECKED[$BASE_REF]:-} ]]; then
+    host_bins
+    check_glibc "$CARGO_TARGET_DIR/release/sandcanary-proxy" "$BASE_REF"
+    check_glibc "$CARGO_TARGET_DIR/release/sandcanary-plugin" "$BASE_REF"
+    GLIBC_CHECKED[$BASE_REF]=1
+  fi
   case $base in
     runtime) args=(--build-arg "PROXY_BASE=$BASE_REF" --build-arg "PLUGIN_BASE=$BASE_REF") ;;
     chromium) args=(--build-arg "NODE_IMAGE=$BASE_REF" --build-arg INSTALL_CHROMIUM=false) ;;
@@ -248,7 +265,9 @@ build_one() {
           (cd "$ctx" && find . -path '*/node_modules' -prune -o -path ./prebuilt/sandbox-modules -prune -o -type f -print0 |
             sort -z | xargs -0 sha256sum); } | sha)
   if [[ -s $archive && -f $archive.key && $(cat "$archive.key") == "$key" ]]; then
-    log "$name: up to date ($ref)"; return
+    # The archive is what counts; podman's copy (which the tests run) may have been removed.
+    pm image exists "$ref" || pm load --quiet -i "$archive" >/dev/null || die "$name: podman load $archive failed"
+    log "$name: up to date ($ref)"; rm -rf "$ctx"; return
   fi
   log "$name: building $ref ($dockerfile${target:+ --target $target})"
   # No network in the build and nothing pulled: every FROM is a local base or a stage.
@@ -278,6 +297,8 @@ cmd_build() {
     fi
     build_one "${f[@]}"
   done
+  # Replaced images (untagged, nothing built on them) only take space.
+  pm image prune --force >/dev/null || true
   log "done in $((SECONDS - t0)) s"
 }
 
@@ -294,5 +315,9 @@ case ${1:-} in
          podman_env; cmd_build "$@" ;;
   list) cmd_list ;;
   podman) shift; podman_env; exec podman "$@" ;;
+  clean) podman_env; mkdir -p "$WORK"; exec 9>"$WORK/lock"; flock 9
+         podman rm --all --force >/dev/null 2>&1 || true; podman rmi --all --force >/dev/null 2>&1 || true
+         rm -rf "$IMAGES_DIR" "$WORK/storage" "$WORK/bases" "$WORK/debs" "$WORK/npm" "$WORK/ctx" "$WORK/conf"
+         log "removed $IMAGES_DIR and $WORK" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
