@@ -2,8 +2,8 @@
 # runs of deploy/ with its kustomize overlays and argo-rollouts Components, analysis-templates/, rollouts/;
 # SandboxTemplate pod templates as Pods; each overlay's RBAC through SubjectAccessReviews; invalid manifests
 # must be rejected; the real proxy binary started with each cluster overlay's environment and RBAC), and the
-# Dockerfiles checked against the repository (test/manifests/images.py; no
-# container engine here, so images are not built).
+# Dockerfiles' public build path checked against the repository (test/manifests/images.py; the images
+# themselves are built and run by make test-images, mk/images.mk).
 .PHONY: setup-manifests test-manifests
 SETUP_TARGETS += setup-manifests
 TEST_TARGETS += test-manifests

@@ -22,6 +22,10 @@
 # SANDCANARY_KUBE_KUBELET_TLS=1 (at `start`) makes the server trust kubelets whose serving certificate
 # is signed by the test CA ($SANDCANARY_KUBE_DIR/pki/ca.{crt,key}) and reach them by InternalIP, so a
 # test can register a Node that points at its own HTTPS endpoint and serve pods/log. Off by default.
+# SANDCANARY_KUBE_NODE_IP=<ip> (at `start`, for test/node's real one-node cluster, run inside its network
+# namespace): listen on all addresses of that namespace, advertise <ip> (the `kubernetes` Service gets real
+# endpoints), ServiceAccount admission on (pods get tokens), the serving certificate also for <ip>, and the
+# server reaches kubelets at their InternalIP with the admin client certificate (`kubectl logs`).
 # ETCD=/path/to/etcd overrides etcd (Debian's etcd-server 3.4 works too).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,13 +37,13 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 
-gen_certs() { # dir
-  local d="$1"
+gen_certs() { # dir [extra IP for the serving certificate]
+  local d="$1" extra_san="${2:+,IP:$2}"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=sandcanary-test-ca" \
     -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
     -keyout "$d/apiserver.key" -out "$d/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/apiserver.ext"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1%s\nextendedKeyUsage=serverAuth\n' "$extra_san" >"$d/apiserver.ext"
   openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
     -days 3 -extfile "$d/apiserver.ext" -out "$d/apiserver.crt" 2>/dev/null
   # A client certificate for the same admin identity, for clients that prefer certs over tokens.
@@ -109,10 +113,19 @@ launch_apiserver() { # dir bin etcd_client_port api_port
   [ -f "$d/kubelet-tls" ] && kubelet_args=(--kubelet-certificate-authority "$d/pki/ca.crt"
     --kubelet-preferred-address-types InternalIP --kubelet-timeout 10s)
   # RBAC as in a real cluster; the test user gets cluster-admin through system:masters. ServiceAccount
-  # admission is off because no kube-controller-manager creates `default` service accounts here.
+  # admission is off because no kube-controller-manager creates `default` service accounts here; the
+  # `kubernetes` Service has no endpoints (nothing could reach 127.0.0.1 from a pod anyway).
+  local where=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1
+    --disable-admission-plugins ServiceAccount --endpoint-reconciler-type none)
+  if [ -f "$d/node-ip" ]; then
+    # A real node (test/node): inside its own network namespace, so all addresses are the test's.
+    where=(--bind-address 0.0.0.0 --advertise-address "$(cat "$d/node-ip")"
+      --kubelet-client-certificate "$d/pki/admin.crt" --kubelet-client-key "$d/pki/admin.key")
+    [ -f "$d/kubelet-tls" ] || kubelet_args=(--kubelet-preferred-address-types InternalIP)
+  fi
   "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_client" --etcd-prefix /registry \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    "${where[@]}" --secure-port "$api_port" \
     --tls-cert-file "$d/pki/apiserver.crt" --tls-private-key-file "$d/pki/apiserver.key" \
     --client-ca-file "$d/pki/ca.crt" \
     --token-auth-file "$d/pki/tokens.csv" \
@@ -121,10 +134,8 @@ launch_apiserver() { # dir bin etcd_client_port api_port
     --service-account-key-file "$d/pki/sa.pub" --service-account-signing-key-file "$d/pki/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range 10.0.0.0/24 \
-    --disable-admission-plugins ServiceAccount \
     --allow-privileged=true \
     --cert-dir "$d/pki" \
-    --endpoint-reconciler-type none \
     --profiling=false \
     "${kubelet_args[@]}" \
     >"$d/logs/kube-apiserver.log" 2>&1 </dev/null &
@@ -201,10 +212,11 @@ start() { # [dir]
   [ -z "$(ls -A "$d")" ] || die "$d is not empty"
   touch "$d/.sandcanary-kube"
   [ "${SANDCANARY_KUBE_KUBELET_TLS:-0}" = 1 ] && touch "$d/kubelet-tls"
+  [ -n "${SANDCANARY_KUBE_NODE_IP:-}" ] && echo "$SANDCANARY_KUBE_NODE_IP" >"$d/node-ip"
   local bin="${KUBE_BIN_DIR:-}"
   [ -n "$bin" ] || bin="$("$here/build.sh" apiserver)"
   mkdir -p "$d/pki" "$d/logs" "$d/pids"
-  gen_certs "$d/pki"
+  gen_certs "$d/pki" "${SANDCANARY_KUBE_NODE_IP:-}"
   # A random static token for the admin user (token-auth-file: token,user,uid,"groups").
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/pki/token"
   printf '%s,sandcanary-admin,sandcanary-admin,"system:masters"\n' "$(cat "$d/pki/token")" >"$d/pki/tokens.csv"
@@ -263,9 +275,13 @@ start_controller_manager() { # dir
   local bin="${KUBE_BIN_DIR:-}"
   [ -n "$bin" ] || bin="$("$here/build.sh" rollouts)"
   [ -x "$bin/kube-controller-manager" ] || die "kube-controller-manager not built in $bin"
+  local controllers=replicaset,deployment,garbagecollector,namespace,serviceaccount,serviceaccount-token,endpointslice
+  # A real kubelet mounts the kube-root-ca.crt ConfigMap into every pod's service-account volume; the node
+  # lifecycle controller lifts the not-ready taint a registering kubelet puts on its node.
+  [ -f "$d/node-ip" ] && controllers+=,root-ca-cert-publisher,podgc,nodelifecycle
   "$bin/kube-controller-manager" \
     --kubeconfig "$d/kubeconfig" \
-    --controllers replicaset,deployment,garbagecollector,namespace,serviceaccount,serviceaccount-token,endpointslice \
+    --controllers "$controllers" \
     --service-account-private-key-file "$d/pki/sa.key" --root-ca-file "$d/pki/ca.crt" \
     --use-service-account-credentials=false --leader-elect=false \
     --secure-port 0 --concurrent-replicaset-syncs 5 \

@@ -1,5 +1,7 @@
-"""Checks the image definitions without a container engine (none is available where the tests run): what the
-Dockerfiles pin, copy and run must match the repository. Exit 1 with one line per problem.
+"""Checks the public build path of the image definitions, which the tests cannot build (it pulls the public
+base images; `make test-images` builds the *-prebuilt targets on local bases and runs every image): what the
+Dockerfiles pin, copy and run must match the repository. Base images are build arguments: a FROM ${ARG} is
+checked with the ARG's default. Exit 1 with one line per problem.
 
   deploy/sandbox/Dockerfile   npm ci from package-lock.json; package.json pins exact versions equal to the
                               lock's; the Node image satisfies every locked package's engines; Debian's
@@ -46,15 +48,37 @@ def instructions(text):
 
 
 def stages(ins):
-    """[(stage name, [(instr, arg)])]."""
-    out = []
+    """[(stage name, [(instr, arg)])]; FROM ${ARG} resolved with the global ARG's default."""
+    out, args = [], {}
     for word, arg in ins:
-        if word == "FROM":
+        if word == "ARG" and not out:
+            k, _, v = arg.partition("=")
+            args[k.strip()] = v.strip()
+        elif word == "FROM":
             m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", arg, re.I)
-            out.append({"image": m.group(1), "name": m.group(2), "ins": []})
+            image = re.sub(r"\$\{(\w+)\}", lambda a: args.get(a.group(1), a.group(0)), m.group(1))
+            out.append({"image": image, "name": m.group(2), "ins": []})
         elif out:
             out[-1]["ins"].append((word, arg))
     return out
+
+
+def chain(st, all_stages):
+    """The stage and the stages it is built FROM, nearest first."""
+    by_name = {s["name"]: s for s in all_stages if s["name"]}
+    out = [st]
+    while out[-1]["image"] in by_name:
+        out.append(by_name[out[-1]["image"]])
+    return out
+
+
+def inherited(st, all_stages):
+    """All instructions of the stage including those of the stages it is built on, oldest first."""
+    return [i for s in reversed(chain(st, all_stages)) for i in s["ins"]]
+
+
+def root_image(st, all_stages):
+    return chain(st, all_stages)[-1]["image"]
 
 
 def version_tuple(v):
@@ -73,8 +97,8 @@ def check_pinned(path, st, stage_names):
         err(f"{path}: FROM {img} is not pinned by a version tag")
 
 
-def check_user(path, st):
-    users = [a for w, a in st["ins"] if w == "USER"]
+def check_user(path, st, all_stages):
+    users = [a for w, a in inherited(st, all_stages) if w == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         err(f"{path}: stage {st['name'] or st['image']} does not end with a non-root USER")
 
@@ -101,18 +125,19 @@ for name in ("playwright-core", "@playwright/mcp"):
     if name not in pkg.get("dependencies", {}):
         err(f"deploy/sandbox/package.json does not pin {name}")
 final = sb[-1]
-run = " ".join(a for w, a in final["ins"] if w == "RUN")
+final_ins = inherited(final, sb)
+run = " ".join(a for w, a in final_ins if w == "RUN")
 if "npm ci" not in run:
     err(f"{sb_path}: node packages are not installed with `npm ci` (the lockfile)")
 if not re.search(r"apt-get install[^&]*\bchromium\b", run):
     err(f"{sb_path}: Debian's chromium is not installed with apt-get")
-if not any(w == "COPY" and "package-lock.json" in a for w, a in final["ins"]):
+if not any(w == "COPY" and "package-lock.json" in a for w, a in final_ins):
     err(f"{sb_path}: package-lock.json is not copied before npm ci")
-for src in copy_sources(final):
+for src in [src for st in chain(final, sb) for src in copy_sources(st)]:
     if not os.path.exists(os.path.join(ROOT, "deploy/sandbox", src)):
         err(f"{sb_path}: COPY source {src} does not exist in deploy/sandbox")
-check_user(sb_path, final)
-node_image = final["image"]
+check_user(sb_path, final, sb)
+node_image = root_image(final, sb)
 node_version = version_tuple(node_image.split(":")[1]) if ":" in node_image else ()
 for key, meta in lock["packages"].items():
     engine = meta.get("engines", {}).get("node") if isinstance(meta.get("engines"), dict) else None
@@ -121,8 +146,11 @@ for key, meta in lock["packages"].items():
         err(f"{sb_path}: {node_image} is older than {key or 'the package'} requires (node {engine})")
 if "/server.js" not in read(sb_path):
     err(f"{sb_path}: /server.js, which KARS and isola sandboxes start, is not provided")
+sb_names = [s["name"] for s in sb if s["name"]]
 for st in sb:
-    check_pinned(sb_path, st, [])
+    check_pinned(sb_path, st, sb_names)
+if not any(s["name"] == "sandbox-prebuilt" for s in sb):
+    err(f"{sb_path}: no sandbox-prebuilt target (test/node/images.sh builds it)")
 
 # --- deploy/images/Dockerfile -------------------------------------------------------------------------
 im_path = "deploy/images/Dockerfile"
@@ -151,28 +179,33 @@ if not rust_tag or version_tuple(rust_tag) < rust_version:
 for src in copy_sources(build):
     if not os.path.exists(os.path.join(ROOT, src)):
         err(f"{im_path}: COPY source {src} does not exist at the repository root")
+targets = ("proxy", "plugin", "proxy-local")
 for st in im:
     check_pinned(im_path, st, names)
-    if st["name"] != "build":
-        check_user(im_path, st)
+    if st["name"] in targets or st["name"] in [t + "-prebuilt" for t in targets]:
+        check_user(im_path, st, im)
+    # prebuilt/ is filled by whoever builds the *-prebuilt targets (test/node/images.sh).
+    if st["name"] != "build" and not (st["name"] or "").endswith("-prebuilt"):
         for src in copy_sources(st):
             if not os.path.exists(os.path.join(ROOT, src)):
                 err(f"{im_path}: COPY source {src} does not exist at the repository root")
-for needed in ("proxy", "plugin", "proxy-local"):
-    if needed not in names:
-        err(f"{im_path}: no stage {needed}")
+for needed in targets:
+    for stage in (needed, needed + "-prebuilt"):
+        if stage not in names:
+            err(f"{im_path}: no stage {stage}")
 by_name = {s["name"]: s for s in im}
 plugin_copy = " ".join(a for w, a in by_name.get("plugin", {"ins": []})["ins"] if w == "COPY")
 if "/out/sandcanary-plugin /plugin/sandcanary-plugin" not in plugin_copy:
     err(f"{im_path}: the plugin stage does not put the binary at /plugin/sandcanary-plugin")
 if '"cp", "/plugin/sandcanary-plugin"' not in read(im_path):
     err(f"{im_path}: the plugin image's entrypoint is not `cp /plugin/sandcanary-plugin`")
-local = by_name.get("proxy-local", {"ins": [], "image": ""})
-if not any(w == "COPY" and a.endswith("./server.js") for w, a in local["ins"]) or \
-        not any(w == "WORKDIR" and a == "/app" for w, a in local["ins"]):
+local = by_name.get("proxy-local", {"ins": [], "image": "", "name": None})
+local_ins = inherited(local, im)
+if not any(w == "COPY" and a.endswith("./server.js") for w, a in local_ins) or \
+        not any(w == "WORKDIR" and a == "/app" for w, a in local_ins):
     err(f"{im_path}: proxy-local does not provide /app/server.js")
-if local.get("image") != node_image:
-    err(f"{im_path}: proxy-local is based on {local.get('image')}, the sandbox image on {node_image}")
+if root_image(local, im) != node_image:
+    err(f"{im_path}: proxy-local is based on {root_image(local, im)}, the sandbox image on {node_image}")
 
 # --- the manifests name these paths -------------------------------------------------------------------
 if "LOCAL_SANDBOX_SERVER" not in read("deploy/overlays/local/deployment-patch.yaml") or \
@@ -185,4 +218,4 @@ for e in errors:
     print(f"images: {e}", file=sys.stderr)
 if errors:
     sys.exit(1)
-print("images: Dockerfiles agree with the repository (images are not built here: no container engine)")
+print("images: the Dockerfiles' public build path agrees with the repository (make test-images builds and runs them)")

@@ -1,0 +1,23 @@
+# node: a real one-node Kubernetes (test/node/cluster.sh: containerd + runc + CNI bridge from Debian; kubelet,
+# kube-scheduler, kube-proxy, CoreDNS and the agent-sandbox v1.0.1 controller built from their Go modules; the
+# test/kube API server and controller manager), closed in its own network namespace and always torn down.
+# test/node/suite.sh runs on it: see test/node/README.md for the scenarios. Warm: about 6 min; cold adds the
+# node binaries (about 8 min on the shared machine) and a release sandcanary-bench (about 3 min).
+.PHONY: setup-node-cluster test-node
+SETUP_TARGETS += setup-node-cluster
+TEST_TARGETS += test-node
+NODE_CLUSTER_DEBS := containerd runc containernetworking-plugins iptables conntrack jq util-linux iproute2 openssl curl
+
+setup-node-cluster: setup-kube
+	@missing=(); for p in $(NODE_CLUSTER_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing+=($$p); done; \
+	if (($${#missing[@]})); then echo "setup-node-cluster: installing $${missing[*]}" >&2; \
+	  sudo_cmd=(); [[ $$(id -u) -ne 0 ]] && sudo_cmd=(sudo); \
+	  "$${sudo_cmd[@]}" apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive "$${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; fi
+	test/node/build.sh >/dev/null
+
+# `images` (mk/images.mk) builds the archives before the cluster starts: the cluster's namespace is closed.
+test-node: setup-node-cluster images
+	$(CARGO) build --release -p sandcanary-bench --bin sandcanary-bench
+	test/node/cleanup-test.sh
+	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/release/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh
