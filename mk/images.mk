@@ -1,7 +1,8 @@
 # images: the five container images (proxy, plugin, proxy-local, sandbox, and the test agent) built from
 # the repository's Dockerfiles with Debian's podman and runc, no registry (test/node/images.sh; bases from
 # Debian's packages with mmdebstrap, Rust binaries and node_modules from the host), then every container
-# run for real on a closed network (test/node/images-test.sh). Measured 2026-12-06 on the shared 2-core
+# run for real on a closed network, and the archives imported into a private containerd
+# (test/node/images-test.sh). Measured 2026-12-06 on the shared 2-core
 # machine (load 8-15): cold 4.6 min for bases and images (the Chromium base 3.1 min) plus the release build
 # of sandcanary-proxy and sandcanary-plugin (11.5 CPU-minutes, 30 min wall under that load), plus 1 min of
 # container checks; warm (nothing changed) about 1 min in all. Needs root (mmdebstrap --mode=root, rootful
@@ -9,7 +10,7 @@
 .PHONY: setup-images images test-images
 SETUP_TARGETS += setup-images
 TEST_TARGETS += test-images
-IMAGES_APT := podman runc mmdebstrap curl util-linux
+IMAGES_APT := podman runc mmdebstrap containerd curl util-linux
 
 setup-images:
 	@missing=(); for p in $(IMAGES_APT); do \

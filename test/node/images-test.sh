@@ -3,6 +3,7 @@
 # with podman (runc) on closed networks: every container runs with --network=none (loopback only) and the
 # clients join its network namespace (--network=container:...), so no packet leaves the container.
 #
+#   0. the archives import into a (private) containerd under their references: `ctr -n k8s.io images import`
 #   1. the image references are exactly those the manifests name after kustomize
 #   2. every image runs as a non-root user
 #   3. proxy: starts non-root with a read-only root fs and no capabilities, answers /healthz and /readyz,
@@ -24,7 +25,9 @@ fail() { log "FAIL: $*"; failed=$((failed + 1)); }
 pm() { "$IMAGES" podman "$@"; }
 
 work=$(mktemp -d)
+ctrd_pid=
 cleanup() {
+  [[ -n $ctrd_pid ]] && kill "$ctrd_pid" 2>/dev/null
   pm ps -aq --filter "label=$LABEL" | xargs -r "$IMAGES" podman rm -f -t 0 >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -36,11 +39,29 @@ t0=$SECONDS
 log "images built in $((SECONDS - t0)) s"
 declare -A REF
 while IFS=$'\t' read -r ref archive; do
-  name=$(basename "$archive" .tar); REF[$name]=$ref
+  name=$(basename "$archive" .tar); REF[$name]=$ref; IMAGES_DIR=$(dirname "$archive")
   [[ -s $archive ]] || fail "$name: no archive $archive"
   # The archive must carry the reference (what `ctr images import` tags the image with).
   tar -xOf "$archive" manifest.json | grep -qF "\"$ref\"" || fail "$name: $archive is not tagged $ref"
 done < <("$IMAGES" list)
+
+# --- 0. the archives import into containerd under their references -----------------------------------------
+# A private containerd (its own root, state and socket; no CRI plugin), stopped again at exit.
+ctrd=$work/containerd
+mkdir -p "$ctrd"
+printf '%s\n' 'version = 2' "root = \"$ctrd/root\"" "state = \"$ctrd/state\"" \
+  'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "address = \"$ctrd/sock\"" \
+  '[ttrpc]' "address = \"$ctrd/ttrpc.sock\"" >"$ctrd/config.toml"
+containerd --config "$ctrd/config.toml" >"$ctrd/log" 2>&1 &
+ctrd_pid=$!
+for ((i = 0; i < 50; i++)); do ctr -a "$ctrd/sock" version >/dev/null 2>&1 && break; sleep 0.2; done
+for name in proxy plugin agent; do # the small ones; the others are the same format
+  ctr -a "$ctrd/sock" -n k8s.io images import "$IMAGES_DIR/$name.tar" >/dev/null 2>&1 ||
+    fail "$name: ctr images import failed ($(tail -3 "$ctrd/log"))"
+  ctr -a "$ctrd/sock" -n k8s.io images ls -q | grep -qxF "${REF[$name]}" || fail "$name: containerd does not list ${REF[$name]}"
+done
+kill "$ctrd_pid"; wait "$ctrd_pid" 2>/dev/null || true; ctrd_pid=
+log "ok: ctr -n k8s.io images import tags proxy, plugin and agent with their references"
 
 # --- 1. the manifests' image references -----------------------------------------------------------------
 kube_bin=$("$ROOT/test/kube/build.sh" apiserver)
