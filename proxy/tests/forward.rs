@@ -63,6 +63,24 @@ async fn http_upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     (addr, seen)
 }
 
+/// [`http_upstream`] on a runtime of its own, so that a jump of the test's paused clock leaves the
+/// upstream's timers (the SSE stream's second event) alone.
+fn http_upstream_on_its_own_runtime() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (addr, _) = http_upstream().await;
+            tx.send(addr).unwrap();
+            std::future::pending::<()>().await
+        })
+    });
+    rx.recv().unwrap()
+}
+
 type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Response<TestBody> {
@@ -678,6 +696,14 @@ async fn an_unreachable_websocket_sandbox_is_a_502() {
     assert!(body.starts_with(b"backend dial failed: "), "{body:?}");
 }
 
+/// Moves the clock `by` forward (tokio's, paused for the jump only): every session not in use
+/// becomes idle that long, while the sockets keep running on real time.
+async fn idle_for(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -694,7 +720,7 @@ async fn open_websockets_hold_their_session_and_a_thousand_cycles_leak_nothing()
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(p.metrics.websocket_connections.get(), 5);
     assert_eq!(p.sessions.info("tenant-2").unwrap().open_connections, 5);
-    p.sessions.age_all(Duration::from_secs(3600));
+    idle_for(Duration::from_secs(3600)).await;
     p.sessions.reap_once();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -960,7 +986,7 @@ async fn shutdown_drains_http_and_closes_websockets_after_their_grace() {
 
 #[tokio::test]
 async fn a_running_http_stream_keeps_its_sandbox_from_the_reaper() {
-    let (up, _) = http_upstream().await;
+    let up = http_upstream_on_its_own_runtime();
     let b = FakeBackend::new(endpoint(up, None, "sb"));
     let p = default_proxy(b.clone()).await;
     let s = connect_from("127.0.0.2", p.data_addr).await;
@@ -972,7 +998,7 @@ async fn a_running_http_stream_keeps_its_sandbox_from_the_reaper() {
     let mut body = resp.into_body();
     body.frame().await.unwrap().unwrap();
     // The stream is older than any IDLE_TTL now, but still running.
-    p.sessions.age_all(Duration::from_secs(3600));
+    idle_for(Duration::from_secs(3600)).await;
     p.sessions.reap_once();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -984,7 +1010,7 @@ async fn a_running_http_stream_keeps_its_sandbox_from_the_reaper() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(p.sessions.info("tenant-2").unwrap().open_connections, 0);
     assert_eq!(p.metrics.http_streams.get(), 0);
-    p.sessions.age_all(Duration::from_secs(3600));
+    idle_for(Duration::from_secs(3600)).await;
     p.sessions.reap_once();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.deletes.load(std::sync::atomic::Ordering::SeqCst), 1);

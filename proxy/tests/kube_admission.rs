@@ -125,7 +125,7 @@ async fn sandboxclaim_three_tenants_capacity_two_are_served_in_turn() {
     assert_eq!(claimed.len(), 12, "one claim per sandbox: {claimed:?}");
     let pos = |id: &str| claimed.iter().position(|c| c == id).unwrap();
     assert!(
-        pos("b-0") <= 4 && pos("c-0") <= 4,
+        pos("b-0") <= 5 && pos("c-0") <= 5,
         "claims in turn: {claimed:?}"
     );
 

@@ -145,11 +145,16 @@ async fn a_ready_session_calls_no_backend_method() {
     assert_eq!(b.calls().len(), before);
 }
 
+/// Lets `by` pass on the (paused) clock: every session not in use becomes idle that long.
+async fn idle_for(by: Duration) {
+    tokio::time::advance(by).await;
+}
+
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_session_is_deleted_once_and_the_next_request_ensures_again() {
     let b = FakeBackend::new(ep(1));
     let m = manager(b.clone(), Duration::from_secs(5), Duration::from_secs(60));
@@ -161,7 +166,7 @@ async fn an_idle_session_is_deleted_once_and_the_next_request_ensures_again() {
         0,
         "not idle for IDLE_TTL yet"
     );
-    m.age_all(Duration::from_secs(61));
+    idle_for(Duration::from_secs(61)).await;
     m.reap_once();
     m.reap_once();
     settle().await;
@@ -171,13 +176,13 @@ async fn an_idle_session_is_deleted_once_and_the_next_request_ensures_again() {
     assert_eq!(b.ensures.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_open_connection_is_never_reaped_and_its_close_restarts_the_clock() {
     let b = FakeBackend::new(ep(1));
     let m = manager(b.clone(), Duration::from_secs(5), Duration::from_secs(60));
     let (lease, _) = m.get("alice").await.unwrap();
     let (lease2, _) = m.get("alice").await.unwrap();
-    m.age_all(Duration::from_secs(180));
+    idle_for(Duration::from_secs(180)).await;
     m.reap_once();
     settle().await;
     assert_eq!(
@@ -195,7 +200,7 @@ async fn an_open_connection_is_never_reaped_and_its_close_restarts_the_clock() {
         0,
         "closing marks activity"
     );
-    m.age_all(Duration::from_secs(61));
+    idle_for(Duration::from_secs(61)).await;
     m.reap_once();
     settle().await;
     assert_eq!(b.deletes.load(Ordering::SeqCst), 1);
@@ -212,8 +217,8 @@ async fn a_session_still_ensuring_is_never_reaped() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     waiter.abort();
+    // IDLE_TTL is 1 ms: every pass finds the session idle long enough.
     for _ in 0..5 {
-        m.age_all(Duration::from_secs(600));
         m.reap_once();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -221,19 +226,16 @@ async fn a_session_still_ensuring_is_never_reaped() {
     assert_eq!(m.info("alice").unwrap().state, "ensuring");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_delete_is_retried_and_a_hung_one_does_not_block_others() {
     let b = FakeBackend::new(ep(1));
     b.script.lock().unwrap().delete_hang = vec!["stuck".into()];
     let m = manager(b.clone(), Duration::from_secs(5), Duration::from_secs(60));
     drop(m.get("stuck").await.unwrap());
-    m.age_all(Duration::from_secs(61));
-    m.reap_once(); // "stuck" hangs from here on
-    settle().await;
     drop(m.get("flaky").await.unwrap());
     b.script.lock().unwrap().delete_fail = 1;
-    m.age_all(Duration::from_secs(61));
-    m.reap_once(); // "flaky" fails once
+    idle_for(Duration::from_secs(61)).await;
+    m.reap_once(); // "stuck" hangs from here on; "flaky" fails once
     settle().await;
     assert_eq!(b.count(|c| *c == Call::Delete("flaky".into())), 1);
     m.reap_once(); // retried
@@ -247,13 +249,13 @@ async fn a_failed_delete_is_retried_and_a_hung_one_does_not_block_others() {
     assert_eq!(b.count(|c| *c == Call::Delete("stuck".into())), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_racing_a_reap_waits_for_the_delete_before_ensuring() {
     let b = FakeBackend::new(ep(1));
     b.script.lock().unwrap().delete_delay = Duration::from_millis(300);
     let m = manager(b.clone(), Duration::from_secs(5), Duration::from_secs(60));
     drop(m.get("alice").await.unwrap());
-    m.age_all(Duration::from_secs(61));
+    idle_for(Duration::from_secs(61)).await;
     m.reap_once();
     // The reaper has picked the session; a request now must not get the endpoint being deleted.
     let (_, e) = m.get("alice").await.unwrap();
@@ -276,7 +278,7 @@ async fn a_request_racing_a_reap_waits_for_the_delete_before_ensuring() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reconcile_adopts_listed_sandboxes_and_survives_a_list_failure() {
     let b = FakeBackend::new(ep(1));
     b.script.lock().unwrap().list = Some(Ok(vec!["x".into(), "y".into()]));
@@ -291,7 +293,7 @@ async fn reconcile_adopts_listed_sandboxes_and_survives_a_list_failure() {
         "first request for x calls no ensure"
     );
     // Unused adopted sandboxes are reaped like any other.
-    m.age_all(Duration::from_secs(61));
+    idle_for(Duration::from_secs(61)).await;
     m.reap_once();
     settle().await;
     assert_eq!(b.deletes.load(Ordering::SeqCst), 2);

@@ -1,10 +1,12 @@
 //! Several proxy replicas in front of the same sandboxes. The Kubernetes API is the shared state:
 //! every replica records the activity it serves on the sandbox objects ([`activity`]), and only the
 //! elected leader ([`leader`]) deletes idle sandboxes, judging idleness from those records (the
-//! newest of all replicas) so that a sandbox in use through one replica is never reaped by another.
+//! newest of all replicas, [`reaper`]) so that a sandbox in use through one replica is never reaped by
+//! another.
 
 pub mod activity;
 pub mod leader;
+pub(crate) mod reaper;
 
 use std::time::Duration;
 

@@ -121,11 +121,13 @@ impl Backend for FakeBackend {
         self.log(Call::Delete(id.into()));
         let (delay, fail, hang) = {
             let mut s = self.script.lock().unwrap();
-            let fail = s.delete_fail > 0;
+            let hang = s.delete_hang.iter().any(|h| h == id);
+            // A hanging delete never answers, so it uses up no scripted failure.
+            let fail = !hang && s.delete_fail > 0;
             if fail {
                 s.delete_fail -= 1;
             }
-            (s.delete_delay, fail, s.delete_hang.iter().any(|h| h == id))
+            (s.delete_delay, fail, hang)
         };
         if hang {
             std::future::pending::<()>().await;
