@@ -168,8 +168,11 @@ fn clients_command_runs_both_clients_against_one_sandbox() {
 /// The binary as a user runs it: no SANDCANARY_ROOT (issue 16).
 fn bench_in(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sandcanary-bench"));
+    // No backtrace variables either (the test runner may set them): the error as a user sees it.
     c.env_remove("SANDCANARY_ROOT")
         .env_remove("SANDCANARY_SANDBOX_SCRIPT")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .current_dir(dir);
     c
 }
