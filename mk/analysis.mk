@@ -25,3 +25,12 @@ bench-plugin-run-latency: setup setup-go-goplugin
 	  RUN_LATENCY_SAMPLES=$(RUN_LATENCY_SAMPLES) GOFLAGS=-buildvcs=false go test -tags canarye2e,runlatency \
 	  -count=1 -timeout 20m -run TestRunLatencyWhileBenching -v ./canarye2e/ \
 	  | grep -E '^(\||##|bench:|--- |FAIL|ok|\s+runlatency_test.go)' | tee $(CURDIR)/bench-results/plugin-run-latency.md
+
+# Verdict events (kubernetesEvents) through the real kube-apiserver: written with the argo-rollouts
+# ServiceAccount's token and only deploy/argo-rollouts/events-rbac.yaml, read back by `kubectl describe
+# analysisrun` (Argo's CRDs from the argo-rollouts Go module). About 15 s with cached binaries.
+.PHONY: test-plugin-kube-events
+TEST_TARGETS += test-plugin-kube-events
+test-plugin-kube-events: setup-kube
+	SANDCANARY_ARGO_CRDS="$$(cd $(KUBE_DIR) && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)/manifests/crds" \
+	  test/kube/apiserver.sh run -- $(CARGO) test -p sandcanary-plugin --test events -- --include-ignored

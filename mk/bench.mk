@@ -34,3 +34,15 @@ bench-bench: bench-build
 	  --json-out $(BENCH_RESULTS)/proxy-pool1.json | tee $(BENCH_RESULTS)/proxy-pool1.md
 
 BENCH_TARGETS += bench-bench
+
+# What the breakdown (the 101, newPage's parts, Chromium's navigation timing; used for the issue's
+# waterfall) costs the measured phases: local sandboxes sampled with it off and on, alternating, in one
+# run; ratio = on / off. BREAKDOWN_SAMPLES per scenario and side (default 20); about 2 minutes.
+BREAKDOWN_SAMPLES ?= 20
+.PHONY: bench-breakdown-cost
+BENCH_TARGETS += bench-breakdown-cost
+bench-breakdown-cost: bench-build setup-node
+	@mkdir -p $(BENCH_RESULTS)
+	SANDCANARY_ROOT=$(CURDIR) $(BENCH_BIN) breakdown-cost --scenarios cold,warm \
+	  --samples $(BREAKDOWN_SAMPLES) --format markdown --json-out $(BENCH_RESULTS)/breakdown-cost.json \
+	  | tee $(BENCH_RESULTS)/breakdown-cost.md

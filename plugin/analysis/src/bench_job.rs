@@ -10,6 +10,7 @@ use sandcanary_canary::{CanaryConfig, LogSource, Progress, RunContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
+use crate::events::{self, AnalysisRunRef, KubeEvents, VerdictEvent};
 use crate::job::{Job, JobContext, JobOutcome, PlaceholderJob};
 use crate::kube_logs::KubeLogSource;
 
@@ -18,6 +19,10 @@ pub const JOB_ENV: &str = "SANDCANARY_JOB";
 
 /// Prefix of the keys this job puts into `Measurement.Metadata`.
 const METADATA_PREFIX: &str = "sandcanary.";
+/// Metadata key saying whether the verdict's Kubernetes Event was written.
+pub const EVENT_KEY: &str = "sandcanary.event";
+/// Budget of writing one verdict event, client set-up included.
+const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Benches canary against stable and judges it (crate `sandcanary-canary`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -42,50 +47,101 @@ impl Job for BenchJob {
         progress: Progress,
     ) -> BoxFuture<'static, JobOutcome> {
         Box::pin(async move {
-            // The keys the protocol side did not consume are the canary analysis' own.
-            let canary = match CanaryConfig::from_value(serde_json::Value::Object(config.rest)) {
-                Ok(c) => c,
-                Err(e) => {
-                    return JobOutcome {
-                        phase: Phase::Error,
-                        value: String::new(),
-                        message: format!("invalid sandcanary plugin configuration: {e}"),
-                        summary: BTreeMap::new(),
-                    };
-                }
+            let run = AnalysisRunRef {
+                namespace: ctx.namespace.clone(),
+                name: ctx.analysis_run.clone(),
+                uid: ctx.analysis_run_uid.clone(),
             };
-            let run_ctx = RunContext {
-                namespace: ctx.namespace,
-                analysis_run: ctx.analysis_run,
-                rollout: ctx.rollout,
-                metric: ctx.metric,
-                args: ctx.args,
-            };
-            // The Kubernetes client exists only when pod logs are asked for.
-            let logs = canary
-                .pod_logs
-                .as_ref()
-                .map(|l| KubeLogSource::new(std::time::Duration::from_secs(l.timeout_seconds)));
-            let outcome = sandcanary_canary::run_with_logs(
-                &canary,
-                &run_ctx,
-                cancel,
-                progress,
-                logs.as_ref().map(|l| l as &dyn LogSource),
-            )
-            .await;
-            JobOutcome {
-                phase: Phase::parse(outcome.phase.as_argo()),
-                value: outcome.value(),
-                message: outcome.message.clone(),
-                summary: outcome
-                    .summary
-                    .into_iter()
-                    .map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v))
-                    .collect(),
+            let handle = ctx.handle.clone();
+            let (events_on, mut outcome) = analyse(ctx, config, cancel, progress).await;
+            if events_on && !cancelled(&outcome) {
+                let event = VerdictEvent::of(
+                    &outcome.phase,
+                    &outcome.message,
+                    outcome.summary.get("sandcanary.issue").map(String::as_str),
+                );
+                let note = match events::client(EVENT_TIMEOUT).await {
+                    Ok(client) => {
+                        let sink = KubeEvents::new(client);
+                        events::record_verdict(&sink, &run, &handle, &event, EVENT_TIMEOUT).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "verdict event not recorded");
+                        format!("not recorded: {e}")
+                    }
+                };
+                outcome.summary.insert(EVENT_KEY.into(), note);
             }
+            outcome
         })
     }
+}
+
+/// A cancelled job (Terminate) is not a verdict: no event.
+fn cancelled(outcome: &JobOutcome) -> bool {
+    outcome
+        .summary
+        .get("sandcanary.cancelled")
+        .map(String::as_str)
+        == Some("true")
+}
+
+/// Runs the canary analysis; also says whether its verdict should become a Kubernetes Event
+/// (`kubernetesEvents`, on unless the configuration says otherwise).
+async fn analyse(
+    ctx: JobContext,
+    config: PluginConfig,
+    cancel: CancellationToken,
+    progress: Progress,
+) -> (bool, JobOutcome) {
+    // The keys the protocol side did not consume are the canary analysis' own.
+    let canary = match CanaryConfig::from_value(serde_json::Value::Object(config.rest)) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                true,
+                JobOutcome {
+                    phase: Phase::Error,
+                    value: String::new(),
+                    message: format!("invalid sandcanary plugin configuration: {e}"),
+                    summary: BTreeMap::new(),
+                },
+            );
+        }
+    };
+    let run_ctx = RunContext {
+        namespace: ctx.namespace,
+        analysis_run: ctx.analysis_run,
+        rollout: ctx.rollout,
+        metric: ctx.metric,
+        args: ctx.args,
+    };
+    // The Kubernetes client exists only when pod logs are asked for.
+    let logs = canary
+        .pod_logs
+        .as_ref()
+        .map(|l| KubeLogSource::new(std::time::Duration::from_secs(l.timeout_seconds)));
+    let outcome = sandcanary_canary::run_with_logs(
+        &canary,
+        &run_ctx,
+        cancel,
+        progress,
+        logs.as_ref().map(|l| l as &dyn LogSource),
+    )
+    .await;
+    (
+        canary.kubernetes_events,
+        JobOutcome {
+            phase: Phase::parse(outcome.phase.as_argo()),
+            value: outcome.value(),
+            message: outcome.message.clone(),
+            summary: outcome
+                .summary
+                .into_iter()
+                .map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v))
+                .collect(),
+        },
+    )
 }
 
 /// The job the binary runs, chosen once at start-up from [`JOB_ENV`].

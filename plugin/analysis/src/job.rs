@@ -16,6 +16,10 @@ use crate::config::PluginConfig;
 pub struct JobContext {
     pub namespace: String,
     pub analysis_run: String,
+    /// The AnalysisRun's uid (what its events point at).
+    pub analysis_run_uid: String,
+    /// The measurement's job handle: names the verdict's event, so a re-run writes it once.
+    pub handle: String,
     pub rollout: Option<String>,
     pub metric: String,
     /// The AnalysisRun's plain arguments with their values (secret-backed ones are left out).

@@ -7,6 +7,7 @@
 
 pub mod bench_job;
 pub mod config;
+pub mod events;
 pub mod job;
 pub mod kube_logs;
 pub mod provider;

@@ -30,10 +30,12 @@ fn config_of(metric: &Metric) -> Result<PluginConfig, ConfigError> {
     PluginConfig::parse(raw)
 }
 
-fn context(run: &AnalysisRun, metric: &Metric) -> JobContext {
+fn context(run: &AnalysisRun, metric: &Metric, handle: &str) -> JobContext {
     JobContext {
         namespace: run.namespace.clone(),
         analysis_run: run.name.clone(),
+        analysis_run_uid: run.uid.clone(),
+        handle: handle.to_string(),
         rollout: run.rollout_name().map(str::to_string),
         metric: metric.name.clone(),
         args: run
@@ -94,7 +96,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
         let poll = config.poll_seconds;
         let started = self
             .runner
-            .start(&handle, context(run, &args.metric), config);
+            .start(&handle, context(run, &args.metric, &handle), config);
         tracing::info!(metric = %args.metric.name, analysisrun = %format!("{}/{}", run.namespace, run.name),
             handle = %handle, started, "run");
         let mut m = Self::running(
@@ -132,8 +134,11 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             JobStatus::Unknown => {
                 // State was lost (plugin restart or leader change): run the job again.
                 let ctx = match args.analysis_run.as_ref() {
-                    Some(run) => context(run, &args.metric),
-                    None => JobContext::default(),
+                    Some(run) => context(run, &args.metric, &handle),
+                    None => JobContext {
+                        handle: handle.clone(),
+                        ..JobContext::default()
+                    },
                 };
                 let poll = config.poll_seconds;
                 self.runner.start(&handle, ctx, config);

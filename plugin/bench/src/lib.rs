@@ -4,6 +4,7 @@
 //! The plugin runs it against canary and stable proxies; people run it by hand with the
 //! `sandcanary-bench` binary.
 
+pub mod breakdown;
 pub mod cdp;
 pub mod fixture;
 pub mod mcp;

@@ -64,6 +64,13 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// What recording the breakdown costs: the same kind of local sandboxes sampled with the
+    /// breakdown off ("off") and on ("on"), alternating every sample, in one run; ratios are
+    /// on / off and should be 1.00 (it is read after the timed part).
+    BreakdownCost {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Bench the raw CDP path: sessions through our CDP client against a DevTools endpoint
     /// (--cdp-url http://host:port), or against a Chromium the bench starts itself.
     Cdp {
@@ -151,6 +158,10 @@ struct CommonArgs {
     /// Pause between samples in milliseconds.
     #[arg(long, default_value_t = 200)]
     pause_ms: u64,
+    /// Record where each sample's time went (the 101, newPage's parts, Chromium's navigation
+    /// timing; read after the timed part) into the JSON report.
+    #[arg(long)]
+    breakdown: bool,
     /// Bound on connect (including a cold start) in seconds.
     #[arg(long, default_value_t = 180)]
     connect_timeout_s: u64,
@@ -249,6 +260,7 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
     cfg.client_version = (common.client_version != "none").then(|| common.client_version.clone());
     cfg.pause = Duration::from_millis(common.pause_ms);
     cfg.connect_timeout = Duration::from_secs(common.connect_timeout_s);
+    cfg.breakdown = common.breakdown;
     let total = (cfg.samples * cfg.scenarios.len() * targets.len()) as u64;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total);
@@ -271,6 +283,47 @@ async fn bench(mut targets: Vec<Box<dyn Target>>, common: &CommonArgs) -> anyhow
         bar.finish_and_clear();
     }
     for t in &mut targets {
+        t.shutdown().await;
+    }
+    Ok(Report::new(page_url, samples))
+}
+
+/// Two local targets, `off` and `on`, sampled alternately (which goes first alternates too), each
+/// sample a one-sample run so the breakdown setting can differ between them.
+async fn bench_breakdown_cost(common: &CommonArgs) -> anyhow::Result<Report> {
+    if common.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let fixture = FixtureServer::start()
+        .await
+        .context("starting the fixture page server")?;
+    let page_url = fixture.url().to_string();
+    let mut off = vec![local_target("off", common)];
+    let mut on = vec![local_target("on", common)];
+    let mut cfg = RunConfig::new(page_url.clone());
+    cfg.samples = 1;
+    cfg.expect_title = Some(FIXTURE_TITLE.to_string());
+    cfg.pause = Duration::from_millis(common.pause_ms);
+    cfg.connect_timeout = Duration::from_secs(common.connect_timeout_s);
+    let mut samples = Vec::new();
+    for index in 0..common.samples {
+        for &scenario in &common.scenarios {
+            cfg.scenarios = vec![scenario];
+            for k in 0..2 {
+                let breakdown = (k + index) % 2 == 1;
+                cfg.breakdown = breakdown;
+                let targets = if breakdown { &mut on } else { &mut off };
+                for mut s in scenario::run(targets, &cfg, |_| {}).await {
+                    s.index = index;
+                    if breakdown && s.ok && s.breakdown.is_none() {
+                        bail!("the breakdown was on but sample {index} has none");
+                    }
+                    samples.push(s);
+                }
+            }
+        }
+    }
+    for t in off.iter_mut().chain(on.iter_mut()) {
         t.shutdown().await;
     }
     Ok(Report::new(page_url, samples))
@@ -465,6 +518,11 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let report = bench_clients(official_script.clone(), common).await?;
             emit(&report, common, Some(("node-client", "rust-client")))?;
+            report
+        }
+        Command::BreakdownCost { common } => {
+            let report = bench_breakdown_cost(common).await?;
+            emit(&report, common, Some(("off", "on")))?;
             report
         }
         Command::Cdp {

@@ -121,6 +121,7 @@ fn to_sample(target: &str, index: usize, answer: Result<Answer, String>) -> Samp
         status: None,
         title: None,
         instance: None,
+        breakdown: None,
     };
     match answer {
         Err(e) => s.error = Some(e),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::breakdown::Breakdown;
 use crate::mcp::McpClient;
 use crate::playwright::{ConnectOptions, PlaywrightClient, WaitUntil};
 use crate::target::{Endpoint, Target};
@@ -105,6 +106,9 @@ pub struct Sample {
     pub title: Option<String>,
     /// Identity of the sandbox instance that served the sample (pid or the proxy's `sandbox`).
     pub instance: Option<String>,
+    /// Where the time went (Playwright samples with `RunConfig::breakdown` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<Breakdown>,
 }
 
 impl Sample {
@@ -135,6 +139,9 @@ pub struct RunConfig {
     pub client_version: Option<String>,
     /// Pause between samples, as in the reference method (lets the previous session wind down).
     pub pause: Duration,
+    /// Record each Playwright sample's [`Breakdown`] (the 101, newPage's parts, and Chromium's
+    /// navigation timing, read after the timed part).
+    pub breakdown: bool,
 }
 
 impl RunConfig {
@@ -149,6 +156,7 @@ impl RunConfig {
             connect_timeout: Duration::from_secs(180),
             client_version: Some(crate::playwright::DEFAULT_CLIENT_VERSION.to_string()),
             pause: Duration::from_millis(200),
+            breakdown: false,
         }
     }
 }
@@ -250,6 +258,7 @@ async fn run_one(
         status: None,
         title: None,
         instance: None,
+        breakdown: None,
     };
     let prepared = match target.prepare(scenario, index).await {
         Ok(p) => p,
@@ -356,6 +365,21 @@ async fn playwright_session(
             .await
             .map_err(|e| format!("title: {e}"))?;
         s.title = Some(title.clone());
+        // The timed part is over: reading the breakdown now cannot change the numbers above.
+        if cfg.breakdown {
+            let navigation = match client.navigation_timing(&page).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "navigation timing not read");
+                    None
+                }
+            };
+            s.breakdown = Some(Breakdown {
+                upgrade_ms: ms(client.upgrade_time()),
+                new_context_ms: ms(page.new_context),
+                navigation,
+            });
+        }
         match &cfg.expect_title {
             Some(want) if *want != title => Err(format!("page title {title:?}, expected {want:?}")),
             _ => Ok(()),

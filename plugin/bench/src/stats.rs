@@ -145,6 +145,7 @@ mod tests {
             status: None,
             title: None,
             instance: None,
+            breakdown: None,
         };
         let cells = summarize(&[mk(true, 6.0), mk(false, 999.0), mk(true, 8.0)]);
         assert_eq!(cells.len(), 1);

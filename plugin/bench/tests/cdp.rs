@@ -107,6 +107,7 @@ async fn html_report_shows_its_charts_in_headless_chromium() {
         status: Some(200),
         title: Some(FIXTURE_TITLE.into()),
         instance: Some("pid-1".into()),
+        breakdown: None,
     };
     let mut samples = Vec::new();
     for i in 0..5 {

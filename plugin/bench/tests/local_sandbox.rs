@@ -188,3 +188,54 @@ async fn real_server_errors_and_version_mismatch_are_reported() {
     client.close().await;
     sandbox.stop().await;
 }
+
+/// The breakdown through real Chromium: the 101 inside connect, newContext inside newPage, and
+/// Chromium's PerformanceNavigationTiming of the goto, laid out as steps that add up to the
+/// sample; with the breakdown off, samples carry none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breakdown_comes_from_the_protocol_and_adds_up() {
+    use sandcanary_bench::breakdown::{STEPS, segments};
+    let fixture = FixtureServer::start().await.unwrap();
+    let mut cfg = RunConfig::new(fixture.url());
+    cfg.scenarios = vec![Scenario::Cold, Scenario::Warm];
+    cfg.samples = 2;
+    cfg.expect_title = Some(FIXTURE_TITLE.to_string());
+    cfg.pause = Duration::from_millis(50);
+    cfg.breakdown = true;
+    let mut targets: Vec<Box<dyn Target>> = vec![Box::new(LocalTarget::new(LocalTargetConfig {
+        name: "local".into(),
+        command: common::sandbox_command(),
+    }))];
+    let samples = scenario::run(&mut targets, &cfg, |_| {}).await;
+    cfg.breakdown = false;
+    cfg.scenarios = vec![Scenario::Warm];
+    cfg.samples = 1;
+    let plain = scenario::run(&mut targets, &cfg, |_| {}).await;
+    targets[0].shutdown().await;
+    assert!(samples.iter().chain(&plain).all(|s| s.ok), "{samples:#?}");
+    assert!(plain.iter().all(|s| s.breakdown.is_none()));
+    for s in &samples {
+        let b = s.breakdown.as_ref().expect("breakdown recorded");
+        assert!(
+            b.upgrade_ms > 0.0 && b.upgrade_ms < s.connect_ms.unwrap(),
+            "the 101 comes before initialize ends: {s:?}"
+        );
+        assert!(b.new_context_ms > 0.0 && b.new_context_ms < s.new_page_ms.unwrap());
+        let nav = b.navigation.expect("Chromium's navigation entry");
+        assert!(nav.response_start >= nav.request_start && nav.load_event_end > 0.0);
+        assert!(
+            nav.load_event_end <= s.goto_ms.unwrap(),
+            "Chromium's load ends inside the goto: {nav:?} {s:?}"
+        );
+        let steps = segments(s);
+        assert_eq!(steps.len(), STEPS.len());
+        let end = steps.last().unwrap().end_ms;
+        assert!((end - s.total_ms.unwrap()).abs() < 0.01, "{end} vs {s:?}");
+        assert!(steps.iter().all(|st| st.duration_ms() >= 0.0), "{steps:?}");
+    }
+    // Serialized with the samples (JSON report), and absent when off.
+    let json = Report::new(fixture.url(), samples.clone()).to_json();
+    assert!(json.contains("\"upgradeMs\"") && json.contains("\"loadEventEnd\""));
+    let json = Report::new(fixture.url(), plain).to_json();
+    assert!(!json.contains("breakdown"));
+}

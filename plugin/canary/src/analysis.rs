@@ -8,7 +8,7 @@ use sandcanary_bench::fixture::{FIXTURE_TITLE, FixtureServer};
 use sandcanary_bench::report::{Report, render_compare};
 use sandcanary_bench::scenario::{self, RunConfig, Sample};
 use sandcanary_bench::target::{ProxyTarget, ProxyTargetConfig, Target};
-use sandcanary_github::ReportOutcome;
+use sandcanary_github::{RecoveryOutcome, ReportOutcome};
 use sandcanary_judge::{Phase, Verdict};
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,8 @@ pub struct Outcome {
     pub verdict: Option<Verdict>,
     /// What the GitHub report did on a Failed verdict (a dry run carries the rendered issue).
     pub issue: Option<ReportOutcome>,
+    /// What a Successful verdict did to the Rollout's open issues of earlier canary revisions.
+    pub recovery: Option<RecoveryOutcome>,
 }
 
 impl Outcome {
@@ -69,6 +71,7 @@ impl Outcome {
             table: String::new(),
             verdict: None,
             issue: None,
+            recovery: None,
         }
     }
 
@@ -81,6 +84,7 @@ impl Outcome {
             table,
             verdict: None,
             issue: None,
+            recovery: None,
         }
     }
 }
@@ -215,6 +219,7 @@ async fn run_inner(
     bench_cfg.expect_title = expect_title;
     bench_cfg.connect_timeout = Duration::from_secs(config.connect_timeout_seconds);
     bench_cfg.goto_timeout = Duration::from_secs(config.goto_timeout_seconds);
+    bench_cfg.breakdown = config.breakdown;
 
     progress.set_total(config.samples * config.scenarios.len() * targets.len());
     progress.set_stage(Stage::Benching);
@@ -324,6 +329,32 @@ async fn run_inner(
         }
     }
 
+    let mut recovery = None;
+    if verdict.phase == Phase::Successful
+        && let Some(github) = config.github_effective()
+    {
+        progress.set_stage(Stage::Reporting);
+        let passed = issue::passed_verdict(config, ctx, &report, &verdict);
+        let recovering = issue::recover(github, &passed);
+        let done = tokio::select! {
+            r = recovering => r,
+            _ = cancel.cancelled() => Err("cancelled before the recovery was reported".into()),
+        };
+        // A pass stays a pass whatever GitHub says: the outcome is only a note.
+        match done {
+            Ok(outcome) => {
+                let what = issue::describe_recovery(&outcome);
+                tracing::info!(analysisrun = %ctx.analysis_run, recovery = %what, "GitHub recovery");
+                summary.insert("recovery".into(), short(&what, 200));
+                recovery = Some(outcome);
+            }
+            Err(e) => {
+                tracing::warn!(analysisrun = %ctx.analysis_run, error = %e, "GitHub recovery failed");
+                summary.insert("recovery".into(), short(&format!("failed: {e}"), 200));
+            }
+        }
+    }
+
     Outcome {
         phase: verdict.phase,
         score: (verdict.phase != Phase::Error).then_some(verdict.score),
@@ -332,6 +363,7 @@ async fn run_inner(
         table,
         verdict: Some(verdict),
         issue,
+        recovery,
     }
 }
 

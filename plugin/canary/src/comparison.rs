@@ -116,6 +116,7 @@ mod tests {
             status: Some(200),
             title: None,
             instance: Some("x".into()),
+            breakdown: None,
         }
     }
 

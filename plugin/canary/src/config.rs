@@ -92,6 +92,15 @@ pub struct CanaryConfig {
     /// Kubernetes API, bounded in size and time). Omitted: no logs are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_logs: Option<PodLogsConfig>,
+    /// Record a Kubernetes Event on the AnalysisRun for each verdict (the plugin binary does;
+    /// needs `create` on events in the AnalysisRun's namespace). A failed write never changes
+    /// the verdict.
+    #[serde(default = "default_true")]
+    pub kubernetes_events: bool,
+    /// Record where each sample's time went (the proxy's 101, newPage's parts, Chromium's
+    /// navigation timing, read after the timed part), for the waterfall.
+    #[serde(default = "default_true")]
+    pub breakdown: bool,
 }
 
 /// One proxy: its data port (Playwright clients connect there) and admin port (session API).
@@ -133,6 +142,9 @@ pub struct RolloutInfo {
     pub analysis_run_url: Option<String>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_id_header() -> String {
     "X-Sandbox-Id".into()
 }

@@ -1,14 +1,17 @@
 //! Turns a failed verdict into the GitHub report's input, and files it (or renders it in a dry run).
 
+use sandcanary_bench::breakdown::segments;
 use sandcanary_bench::report::Report;
+use sandcanary_bench::scenario::Sample;
 use sandcanary_github::{
-    FailedVerdict, GithubConfig, Links, ReportOutcome, Reporter, RolloutRef, render_comment,
-    render_issue,
+    FailedVerdict, GithubConfig, Links, OnRecovery, PassedVerdict, RecoveryOutcome, ReportOutcome,
+    Reporter, RolloutRef, SampleSteps, Step, Waterfall, render_comment, render_issue,
+    render_recovery_comment,
 };
 use sandcanary_judge::Verdict;
 
 use crate::analysis::RunContext;
-use crate::comparison::to_rows;
+use crate::comparison::{CANARY, STABLE, to_rows};
 use crate::config::CanaryConfig;
 
 /// Placeholder for facts the AnalysisRun did not give (e.g. no revision in the template).
@@ -56,6 +59,110 @@ pub fn failed_verdict(
             .map(str::to_string)
             .collect(),
         reasons: verdict.reasons.clone(),
+        waterfall: waterfall(report),
+    }
+}
+
+/// The slowest completed canary sample with a breakdown, next to the stable sample of the same
+/// scenario and index (or, if that one failed, the stable sample of the scenario with the median
+/// total). `None` when the bench recorded no breakdowns.
+pub fn waterfall(report: &Report) -> Option<Waterfall> {
+    let usable = |s: &&Sample| s.ok && s.total_ms.is_some() && !segments(s).is_empty();
+    let total = |s: &Sample| s.total_ms.unwrap_or_default();
+    let slowest = report
+        .samples
+        .iter()
+        .filter(|s| s.target == CANARY)
+        .filter(usable)
+        .max_by(|a, b| total(a).total_cmp(&total(b)))?;
+    let same_scenario: Vec<&Sample> = report
+        .samples
+        .iter()
+        .filter(|s| s.target == STABLE && s.scenario == slowest.scenario)
+        .filter(usable)
+        .collect();
+    let stable = match same_scenario.iter().find(|s| s.index == slowest.index) {
+        Some(s) => *s,
+        None => {
+            let mut by_total = same_scenario;
+            by_total.sort_by(|a, b| total(a).total_cmp(&total(b)));
+            *by_total.get(by_total.len() / 2)?
+        }
+    };
+    let steps = |s: &Sample| SampleSteps {
+        label: format!("{} #{}", s.scenario, s.index),
+        total_ms: total(s),
+        steps: segments(s)
+            .into_iter()
+            .map(|seg| Step {
+                name: seg.name,
+                start_ms: seg.start_ms,
+                end_ms: seg.end_ms,
+            })
+            .collect(),
+    };
+    Some(Waterfall {
+        stable: steps(stable),
+        canary: steps(slowest),
+    })
+}
+
+/// The recovery's view of a passed analysis (same identity fields as [`failed_verdict`]).
+pub fn passed_verdict(
+    config: &CanaryConfig,
+    ctx: &RunContext,
+    report: &Report,
+    verdict: &Verdict,
+) -> PassedVerdict {
+    let failed = failed_verdict(config, ctx, report, verdict);
+    PassedVerdict {
+        rollout: failed.rollout,
+        canary_revision: failed.canary_revision,
+        stable_revision: failed.stable_revision,
+        analysis_run: failed.analysis_run,
+        judge: failed.judge,
+        score: failed.score,
+        links: failed.links,
+        comparison: failed.comparison,
+    }
+}
+
+/// Comments on (and with `onRecovery: close`, closes) the Rollout's open issues of earlier
+/// canary revisions. A dry run renders the comment only.
+pub async fn recover(
+    github: GithubConfig,
+    verdict: &PassedVerdict,
+) -> Result<RecoveryOutcome, String> {
+    if github.on_recovery == OnRecovery::None {
+        return Ok(RecoveryOutcome::Disabled);
+    }
+    if github.dry_run {
+        return Ok(RecoveryOutcome::DryRun {
+            comment: render_recovery_comment(verdict, github.on_recovery == OnRecovery::Close),
+        });
+    }
+    let reporter = Reporter::from_config(github).map_err(|e| e.to_string())?;
+    reporter.recover(verdict).await.map_err(|e| e.to_string())
+}
+
+/// One short line about what a recovery did, for `Metadata` and logs.
+pub fn describe_recovery(outcome: &RecoveryOutcome) -> String {
+    match outcome {
+        RecoveryOutcome::Disabled => "off (onRecovery: none)".into(),
+        RecoveryOutcome::DryRun { .. } => "dry run (not sent)".into(),
+        RecoveryOutcome::NothingOpen => "no open issue of an earlier revision".into(),
+        RecoveryOutcome::Resolved(issues) => issues
+            .iter()
+            .map(|i| {
+                let verb = match (i.commented, i.closed) {
+                    (_, true) => "closed",
+                    (true, false) => "commented on",
+                    (false, false) => "already commented on",
+                };
+                format!("{verb} {}", i.url)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -104,6 +211,7 @@ mod tests {
             status: Some(200),
             title: None,
             instance: None,
+            breakdown: None,
         }
     }
 

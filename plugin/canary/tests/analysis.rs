@@ -12,7 +12,7 @@ mod fake_github;
 use std::time::{Duration, Instant};
 
 use sandcanary_canary::{CanaryConfig, Phase, Progress, RunContext, Stage, run};
-use sandcanary_github::ReportOutcome;
+use sandcanary_github::{RecoveryOutcome, ReportOutcome};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +158,27 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     let body = issues[0]["body"].as_str().unwrap();
     assert!(body.contains("total_ms"), "{body}");
     assert!(body.contains("c0ffee"), "{body}");
+    // The waterfall of the slowest canary sample: the relay holds every new connection, so the
+    // step that grew is the one up to the proxy's 101, not the navigation.
+    assert!(
+        body.contains("### Where the slowest canary sample spent its time"),
+        "{body}"
+    );
+    assert!(body.contains("```mermaid\ngantt\n"), "{body}");
+    assert!(
+        body.contains("| **connect: to the proxy's 101** |") && body.contains("(largest)"),
+        "{body}"
+    );
+    for step in [
+        "goto: request to first byte",
+        "newPage: newContext",
+        "goto: load event",
+    ] {
+        assert!(
+            body.contains(&format!("| {step} |")),
+            "{step} missing: {body}"
+        );
+    }
     let labels = issues[0]["labels"].to_string();
     assert!(labels.contains("performance"), "{labels}");
     assert!(
@@ -167,6 +188,47 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     );
     assert_eq!(out.phase.to_string(), "Failed");
     assert_eq!(out.value(), "0.00", "a failed critical metric scores 0");
+
+    // A newer canary revision without the delay passes: the open issue gets the new table and,
+    // with onRecovery close, is closed.
+    let mut raw = config(&stable, &canary.data, &canary.admin, &secrets);
+    raw["scenarios"] = json!(["warm"]);
+    raw["samples"] = json!(WARM_SAMPLES);
+    raw["rollout"]["canaryRevision"] = json!("d00d1e");
+    raw["github"] = json!({
+        "owner": fake_github::OWNER,
+        "repo": fake_github::REPO,
+        "apiUrl": github.url,
+        "onRecovery": "close",
+        "auth": {"tokenFile": secrets.path("github")}
+    });
+    let out = run(
+        &parse(raw),
+        &context(&canary.data, "proxy-d00d1e-1"),
+        CancellationToken::new(),
+        Progress::new(),
+    )
+    .await;
+    assert_eq!(out.phase, Phase::Successful, "{}", out.message);
+    assert!(
+        matches!(&out.recovery, Some(RecoveryOutcome::Resolved(r)) if r.len() == 1 && r[0].closed),
+        "{:?}",
+        out.recovery
+    );
+    assert_eq!(
+        out.summary["recovery"],
+        format!("closed {}", issues[0]["html_url"].as_str().unwrap())
+    );
+    let issue = &github.issues()[0];
+    assert_eq!(issue["state"], "closed");
+    let comments = github.comments(1);
+    assert_eq!(comments.len(), 1);
+    let comment = comments[0]["body"].as_str().unwrap();
+    assert!(
+        comment.contains("Recovered: canary revision d00d1e passed in AnalysisRun proxy-d00d1e-1"),
+        "{comment}"
+    );
+    assert!(comment.contains("| warm | total |"), "{comment}");
     for r in github.requests() {
         assert_eq!(
             r.header("authorization").as_deref(),

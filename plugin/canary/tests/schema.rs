@@ -80,6 +80,8 @@ fn valid_examples() -> Vec<(&'static str, Value)> {
                 "github": {"owner": "acme", "repo": "proxy", "labels": ["performance"],
                            "auth": {"tokenEnv": "GITHUB_TOKEN"}},
                 "dryRun": false,
+                "kubernetesEvents": false,
+                "breakdown": false,
                 "rollout": {"canaryRevision": "7d9f6c", "stableRevision": "5b1a2e",
                             "rolloutUrl": "https://argo.example/rollouts/prod/proxy"}
             }),
@@ -120,6 +122,14 @@ fn valid_examples() -> Vec<(&'static str, Value)> {
 fn invalid_examples() -> Vec<(&'static str, Value)> {
     vec![
         ("unknown top-level key", with(base(), "sampels", json!(3))),
+        (
+            "breakdown not a boolean",
+            with(base(), "breakdown", json!(1)),
+        ),
+        (
+            "kubernetesEvents not a boolean",
+            with(base(), "kubernetesEvents", json!("yes")),
+        ),
         (
             "unknown target key",
             with(

@@ -1,6 +1,6 @@
 //! The seam between the reporting logic and GitHub's REST API.
 //!
-//! Only the four calls the reporter needs, each returning an [`ApiError`] that says whether the
+//! Only the calls the reporter needs, each returning an [`ApiError`] that says whether the
 //! request may have taken effect, which is what the no-duplicate rule depends on.
 
 use std::future::Future;
@@ -64,6 +64,9 @@ pub trait IssueApi: Send + Sync {
 
     /// Reopens a closed issue. Idempotent, so safe to retry.
     fn reopen_issue(&self, issue: u64) -> impl Future<Output = Result<IssueRef, ApiError>> + Send;
+
+    /// Closes an issue as completed. Idempotent, so safe to retry.
+    fn close_issue(&self, issue: u64) -> impl Future<Output = Result<IssueRef, ApiError>> + Send;
 
     /// Creates an issue. Never retried by the implementation.
     fn create_issue(

@@ -49,9 +49,26 @@ pub struct GithubConfig {
     /// What to do when the only issue with this fingerprint is closed.
     #[serde(default)]
     pub closed_match: ClosedMatch,
+    /// What to do with the Rollout's open issues when a later analysis passes on a newer canary
+    /// revision.
+    #[serde(default)]
+    pub on_recovery: OnRecovery,
     /// Pacing and retry limits.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// Policy for the open issues of a Rollout whose newer canary revision passed its analysis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnRecovery {
+    /// Comment on each open issue (which revision passed, the new table) and leave it open.
+    #[default]
+    Comment,
+    /// Comment as above, then close the issue as completed.
+    Close,
+    /// Leave the issues alone.
+    None,
 }
 
 /// Policy for a regression whose earlier issue was closed.
@@ -164,6 +181,7 @@ impl GithubConfig {
             dry_run: false,
             auth: AuthConfig::default(),
             closed_match: ClosedMatch::default(),
+            on_recovery: OnRecovery::default(),
             limits: Limits::default(),
         }
     }
@@ -336,11 +354,21 @@ mod tests {
     #[test]
     fn parses_camel_case_and_rejects_unknown_keys() {
         let json = r#"{"owner":"acme","repo":"proxy","labels":["perf"],"assignees":["copilot-swe-agent[bot]"],
-            "dryRun":true,"closedMatch":"reopen","limits":{"maxAttempts":2}}"#;
+            "dryRun":true,"closedMatch":"reopen","onRecovery":"close","limits":{"maxAttempts":2}}"#;
         let c: GithubConfig = serde_json::from_str(json).unwrap();
         assert!(c.dry_run);
         assert_eq!(c.limits.max_attempts, 2);
         assert_eq!(c.closed_match, ClosedMatch::Reopen);
+        assert_eq!(c.on_recovery, OnRecovery::Close);
+        assert_eq!(GithubConfig::new("a", "b").on_recovery, OnRecovery::Comment);
+        let err = serde_json::from_str::<GithubConfig>(
+            r#"{"owner":"a","repo":"b","onRecovery":"reopen"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `reopen`"),
+            "{err}"
+        );
         assert_eq!(GithubConfig::new("a", "b").closed_match, ClosedMatch::Link);
         assert_eq!(c.limits.min_mutation_interval_ms, 1000);
         assert_eq!(c.api_url, DEFAULT_API_URL);

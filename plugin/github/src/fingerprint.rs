@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::verdict::FailedVerdict;
+use crate::verdict::{FailedVerdict, RolloutRef};
 
 /// Prefix of the dedup label; the short hash follows.
 pub const LABEL_PREFIX: &str = "sandcanary:fp-";
@@ -77,6 +77,62 @@ impl Fingerprint {
     }
 }
 
+/// Prefix of the label every issue of one Rollout carries; a short hash of namespace and name
+/// follows, so a passing analysis can list the Rollout's open issues with one call.
+pub const ROLLOUT_LABEL_PREFIX: &str = "sandcanary:ro-";
+
+/// Hex digits of a length-prefixed SHA-256 over `fields`, under `domain`.
+fn short_hash(domain: &[u8], fields: &[&str], hex_digits: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(domain);
+    for s in fields {
+        hasher.update((s.len() as u64).to_be_bytes());
+        hasher.update(s.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex[..hex_digits].to_string()
+}
+
+/// The label of every issue filed for this Rollout, e.g. `sandcanary:ro-0123456789ab`.
+pub fn rollout_label(rollout: &RolloutRef) -> String {
+    let hex = short_hash(
+        b"sandcanary-rollout-v1",
+        &[rollout.namespace.trim(), rollout.name.trim()],
+        SHORT_HEX,
+    );
+    format!("{ROLLOUT_LABEL_PREFIX}{hex}")
+}
+
+/// Hidden marker of the canary revision an issue was filed for (hex only: the revision is data).
+pub fn revision_marker(rollout: &RolloutRef, revision: &str) -> String {
+    let hex = short_hash(
+        b"sandcanary-revision-v1",
+        &[
+            rollout.namespace.trim(),
+            rollout.name.trim(),
+            revision.trim(),
+        ],
+        16,
+    );
+    format!("<!-- sandcanary:revision={hex} -->")
+}
+
+/// Hidden marker of the recovery comment a passing revision wrote, so a retried or repeated
+/// recovery of the same revision never comments twice.
+pub fn recovery_marker(rollout: &RolloutRef, revision: &str) -> String {
+    let hex = short_hash(
+        b"sandcanary-recovery-v1",
+        &[
+            rollout.namespace.trim(),
+            rollout.name.trim(),
+            revision.trim(),
+        ],
+        16,
+    );
+    format!("<!-- sandcanary:recovered-by={hex} -->")
+}
+
 /// Hidden marker naming the AnalysisRun that wrote a body or comment, so a repeated report of the
 /// same run (e.g. after a plugin restart) is recognised instead of posted again.
 pub fn run_marker(verdict: &FailedVerdict) -> String {
@@ -111,6 +167,7 @@ mod tests {
             comparison: vec![],
             failing_metrics: metrics.iter().map(|s| s.to_string()).collect(),
             reasons: vec![],
+            waterfall: None,
         }
     }
 
@@ -169,6 +226,35 @@ mod tests {
         assert!(label.len() <= 50, "GitHub label limit");
         assert!(fp.is_marked_in(&format!("text\n{}\n", fp.marker())));
         assert!(!fp.is_marked_in("text"));
+    }
+
+    #[test]
+    fn rollout_label_and_revision_markers() {
+        let a = verdict(&["m"]);
+        let label = rollout_label(&a.rollout);
+        assert!(
+            label.starts_with(ROLLOUT_LABEL_PREFIX) && label.len() <= 50,
+            "{label}"
+        );
+        let mut other = a.rollout.clone();
+        other.name = "proxy2".into();
+        assert_ne!(rollout_label(&other), label);
+        assert_ne!(
+            revision_marker(&a.rollout, "7d9f"),
+            revision_marker(&a.rollout, "8e0a")
+        );
+        assert_ne!(
+            revision_marker(&a.rollout, "7d9f"),
+            recovery_marker(&a.rollout, "7d9f")
+        );
+        let m = recovery_marker(&a.rollout, "<script>");
+        assert!(
+            m.trim_start_matches("<!-- sandcanary:recovered-by=")
+                .trim_end_matches(" -->")
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()),
+            "{m}"
+        );
     }
 
     #[test]

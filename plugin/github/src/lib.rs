@@ -11,7 +11,10 @@
 //!   budget; `retry-after` and `x-ratelimit-reset` honoured, bounded back-off otherwise;
 //! - untrusted text (measured data, judge output) is escaped: no mentions, links, HTML or markup;
 //! - secrets are read from the env vars or files the config names and never logged;
-//! - `dryRun` renders without sending anything.
+//! - `dryRun` renders without sending anything;
+//! - when a later analysis of the same Rollout passes on a newer canary revision
+//!   ([`Reporter::recover`]), its open issues get one comment each (the revision, the new table)
+//!   and, with `onRecovery: close`, are closed; retried calls never comment twice.
 
 mod api;
 mod chart;
@@ -27,11 +30,16 @@ mod secret;
 mod verdict;
 
 pub use api::{CommentRef, IssueApi, IssueRef, IssueState};
-pub use config::{AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits};
+pub use config::{
+    AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits, OnRecovery,
+};
 pub use error::{ApiError, ConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};
-pub use render::{IssueDraft, render_comment, render_issue};
-pub use reporter::{ReportOutcome, Reporter};
+pub use render::{IssueDraft, render_comment, render_issue, render_recovery_comment};
+pub use reporter::{RecoveredIssue, RecoveryOutcome, ReportOutcome, Reporter};
 pub use rest::RestApi;
 pub use secret::Credentials;
-pub use verdict::{ComparisonRow, FailedVerdict, Links, PhaseStats, RolloutRef};
+pub use verdict::{
+    ComparisonRow, FailedVerdict, Links, PassedVerdict, PhaseStats, RolloutRef, SampleSteps, Step,
+    Waterfall,
+};

@@ -10,8 +10,10 @@ use serde::Serialize;
 use crate::chart;
 use crate::config::GithubConfig;
 use crate::escape;
-use crate::fingerprint::{Fingerprint, run_marker};
-use crate::verdict::{ComparisonRow, FailedVerdict};
+use crate::fingerprint::{
+    Fingerprint, recovery_marker, revision_marker, rollout_label, run_marker,
+};
+use crate::verdict::{ComparisonRow, FailedVerdict, PassedVerdict};
 
 /// GitHub rejects bodies over 65,536 characters; stay clear of it.
 const MAX_BODY_CHARS: usize = 60_000;
@@ -80,6 +82,7 @@ pub(crate) fn issue(
     reasons(&mut body, verdict, "###");
     failing_metrics(&mut body, verdict, "###");
     comparison(&mut body, &verdict.comparison, "###");
+    waterfall(&mut body, verdict, "###");
     let _ = write!(
         body,
         "<sub>Fingerprint `{}`, label `{}`</sub>\n\n",
@@ -87,9 +90,15 @@ pub(crate) fn issue(
         fp.label()
     );
 
-    let footer = format!("{}\n{}\n", fp.marker(), run_marker(verdict));
+    let footer = format!(
+        "{}\n{}\n{}\n",
+        fp.marker(),
+        run_marker(verdict),
+        revision_marker(&verdict.rollout, &verdict.canary_revision)
+    );
     let mut labels: Vec<String> = config.labels.iter().map(|l| l.trim().to_string()).collect();
     labels.push(fp.label());
+    labels.push(rollout_label(&verdict.rollout));
     let mut seen = std::collections::HashSet::new();
     labels.retain(|l| seen.insert(l.clone()));
 
@@ -118,7 +127,49 @@ pub(crate) fn comment(verdict: &FailedVerdict) -> String {
     untrusted_note(&mut body);
     reasons(&mut body, verdict, "####");
     comparison(&mut body, &verdict.comparison, "####");
+    waterfall(&mut body, verdict, "####");
     let footer = format!("{}\n", run_marker(verdict));
+    cap(body, &footer)
+}
+
+/// The comment a passing newer canary revision adds to an open regression issue of its Rollout.
+/// `closing` says the issue is closed right after it.
+pub fn render_recovery_comment(verdict: &PassedVerdict, closing: bool) -> String {
+    let as_table = FailedVerdict {
+        rollout: verdict.rollout.clone(),
+        canary_revision: verdict.canary_revision.clone(),
+        stable_revision: verdict.stable_revision.clone(),
+        analysis_run: verdict.analysis_run.clone(),
+        judge: verdict.judge.clone(),
+        score: verdict.score,
+        links: verdict.links.clone(),
+        comparison: Vec::new(),
+        failing_metrics: Vec::new(),
+        reasons: Vec::new(),
+        waterfall: None,
+    };
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "### Recovered: canary revision {} passed in AnalysisRun {}\n",
+        escape::inline(&verdict.canary_revision, MAX_NAME_CHARS),
+        escape::inline(&verdict.analysis_run, MAX_NAME_CHARS)
+    );
+    body.push_str(if closing {
+        "A later analysis of this Rollout passed on a newer canary revision, so sandcanary closes \
+         this issue. If the regression comes back, a new failure is filed (or this issue is \
+         reopened, depending on `closedMatch`).\n\n"
+    } else {
+        "A later analysis of this Rollout passed on a newer canary revision. Close this issue if \
+         that revision fixed it (or set `onRecovery: close` to let sandcanary do so).\n\n"
+    });
+    summary_table(&mut body, &as_table);
+    untrusted_note(&mut body);
+    comparison(&mut body, &verdict.comparison, "####");
+    let footer = format!(
+        "{}\n",
+        recovery_marker(&verdict.rollout, &verdict.canary_revision)
+    );
     cap(body, &footer)
 }
 
@@ -190,6 +241,24 @@ fn bullet_list(body: &mut String, items: &[String], max_items: usize, max_chars:
         let _ = writeln!(body, "- _and {} more_", items.len() - max_items);
     }
     body.push('\n');
+}
+
+/// Where the slowest canary sample spent its time, when the bench recorded it.
+fn waterfall(body: &mut String, v: &FailedVerdict, heading: &str) {
+    let Some(chart) = v.waterfall.as_ref().and_then(chart::waterfall) else {
+        return;
+    };
+    let _ = writeln!(
+        body,
+        "{heading} Where the slowest canary sample spent its time\n"
+    );
+    body.push_str(
+        "Steps of one sample from the protocol: the proxy's 101 and Playwright's initialize \
+         inside connect, newContext and newPage, and Chromium's navigation timing \
+         (PerformanceNavigationTiming) inside goto. The stable sample is the same scenario and \
+         index.\n\n",
+    );
+    body.push_str(&chart);
 }
 
 fn comparison(body: &mut String, rows: &[ComparisonRow], heading: &str) {
@@ -292,6 +361,7 @@ mod tests {
             }],
             failing_metrics: vec!["warm/total/p90".into(), "warm/total/median".into()],
             reasons: vec!["canary warm total p90 is 3.00x stable".into()],
+            waterfall: None,
         }
     }
 
@@ -314,7 +384,15 @@ mod tests {
                 fp.short()
             )
         );
-        assert_eq!(d.labels, vec!["perf-regression".to_string(), fp.label()]);
+        assert_eq!(
+            d.labels,
+            vec![
+                "perf-regression".to_string(),
+                fp.label(),
+                rollout_label(&v.rollout)
+            ]
+        );
+        assert!(d.body.contains(&revision_marker(&v.rollout, "7d9f6c")));
         assert_eq!(d.assignees, vec!["copilot-swe-agent[bot]".to_string()]);
         for needle in [
             "| Rollout | prod/proxy |",
@@ -328,10 +406,12 @@ mod tests {
         ] {
             assert!(d.body.contains(needle), "missing {needle:?} in\n{}", d.body);
         }
-        assert!(
-            d.body
-                .ends_with(&format!("{}\n{}\n", fp.marker(), run_marker(&v)))
-        );
+        assert!(d.body.ends_with(&format!(
+            "{}\n{}\n{}\n",
+            fp.marker(),
+            run_marker(&v),
+            revision_marker(&v.rollout, &v.canary_revision)
+        )));
     }
 
     #[test]
@@ -377,7 +457,7 @@ mod tests {
         v.reasons.push(fp.marker());
         v.analysis_run = fp.marker();
         let d = issue(&config(), &v, &fp, None);
-        assert_eq!(d.body.matches("<!--").count(), 2, "{}", d.body);
+        assert_eq!(d.body.matches("<!--").count(), 3, "{}", d.body);
         let c = comment(&v);
         assert_eq!(c.matches("<!--").count(), 1);
     }
@@ -397,10 +477,12 @@ mod tests {
         let fp = Fingerprint::of(&v);
         let d = issue(&config(), &v, &fp, None);
         assert!(d.body.chars().count() <= MAX_BODY_CHARS, "{}", d.body.len());
-        assert!(
-            d.body
-                .ends_with(&format!("{}\n{}\n", fp.marker(), run_marker(&v)))
-        );
+        assert!(d.body.ends_with(&format!(
+            "{}\n{}\n{}\n",
+            fp.marker(),
+            run_marker(&v),
+            revision_marker(&v.rollout, &v.canary_revision)
+        )));
         assert_eq!(d.body.matches("```").count() % 2, 0);
         assert!(d.body.contains("_and 480 more_"));
     }

@@ -14,14 +14,16 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::api::{CommentRef, IssueApi, IssueRef, IssueState};
-use crate::config::{ClosedMatch, GithubConfig};
+use crate::config::{ClosedMatch, GithubConfig, OnRecovery};
 use crate::error::{ApiError, ReportError};
-use crate::fingerprint::{Fingerprint, run_marker};
+use crate::fingerprint::{
+    Fingerprint, recovery_marker, revision_marker, rollout_label, run_marker,
+};
 use crate::pacing::MutationGate;
 use crate::render::{self, IssueDraft};
 use crate::rest::RestApi;
 use crate::secret::Credentials;
-use crate::verdict::FailedVerdict;
+use crate::verdict::{FailedVerdict, PassedVerdict};
 
 /// What a report did.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,35 @@ pub enum ReportOutcome {
         /// Web link.
         url: String,
     },
+}
+
+/// What [`Reporter::recover`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoveryOutcome {
+    /// `onRecovery: none`: nothing was looked up.
+    Disabled,
+    /// Dry run: the comment an open issue would get; nothing was sent.
+    DryRun {
+        /// The recovery comment.
+        comment: String,
+    },
+    /// The Rollout has no open issue for another canary revision.
+    NothingOpen,
+    /// The open issues of earlier revisions, each commented on (and closed with `close`).
+    Resolved(Vec<RecoveredIssue>),
+}
+
+/// One open issue a passing revision resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredIssue {
+    /// Issue number.
+    pub number: u64,
+    /// Web link of the issue.
+    pub url: String,
+    /// A comment was added now (false: this revision's comment was there already).
+    pub commented: bool,
+    /// The issue was closed.
+    pub closed: bool,
 }
 
 /// Reports failed verdicts for one repository.
@@ -214,6 +245,81 @@ impl<A: IssueApi> Reporter<A> {
                     })
                 }
             },
+        }
+    }
+
+    /// A passed analysis: the Rollout's open issues filed for another canary revision get one
+    /// comment each (the revision, the new table) and, with `onRecovery: close`, are closed.
+    /// Issues of the passing revision itself are left alone, so a flapping canary does not
+    /// open-close-open; closed issues are never touched (the reopen/link rules of
+    /// [`Reporter::report`] apply when a regression comes back). Safe to call again: a
+    /// revision comments at most once per issue, and closing is idempotent.
+    pub async fn recover(&self, verdict: &PassedVerdict) -> Result<RecoveryOutcome, ReportError> {
+        let policy = self.config.on_recovery;
+        if policy == OnRecovery::None {
+            return Ok(RecoveryOutcome::Disabled);
+        }
+        let closing = policy == OnRecovery::Close;
+        let body = render::render_recovery_comment(verdict, closing);
+        let Some(api) = &self.api else {
+            return Ok(RecoveryOutcome::DryRun { comment: body });
+        };
+        let _one_at_a_time = self.shared.serial.lock().await;
+        let label = rollout_label(&verdict.rollout);
+        let passing = revision_marker(&verdict.rollout, &verdict.canary_revision);
+        let marker = recovery_marker(&verdict.rollout, &verdict.canary_revision);
+        let mut open = self
+            .read("list the Rollout's open issues", || {
+                api.issues_with_label(&label, IssueState::Open)
+            })
+            .await?;
+        // Ours (label and a revision marker) and filed for another revision.
+        open.retain(|i| {
+            i.labels.contains(&label)
+                && i.body.contains("<!-- sandcanary:revision=")
+                && !i.body.contains(&passing)
+        });
+        open.sort_by_key(|i| i.number);
+        if open.is_empty() {
+            return Ok(RecoveryOutcome::NothingOpen);
+        }
+        let mut resolved = Vec::with_capacity(open.len());
+        for issue in open {
+            let commented = if self.has_run(api, &issue, &marker).await? {
+                info!(
+                    issue = issue.number,
+                    "this revision's recovery comment is there already"
+                );
+                false
+            } else {
+                self.comment(api, issue.clone(), &body, &marker).await?;
+                true
+            };
+            if closing {
+                self.close(api, &issue).await?;
+            }
+            resolved.push(RecoveredIssue {
+                number: issue.number,
+                url: issue.html_url,
+                commented,
+                closed: closing,
+            });
+        }
+        Ok(RecoveryOutcome::Resolved(resolved))
+    }
+
+    /// Closes an issue as completed; closing is idempotent, so ordinary retries are safe.
+    async fn close(&self, api: &A, issue: &IssueRef) -> Result<(), ReportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.shared.gate.run(api.close_issue(issue.number)).await? {
+                Ok(_) => {
+                    info!(issue = issue.number, "closed recovered issue");
+                    return Ok(());
+                }
+                Err(e) => self.pause_before_retry("close issue", attempt, e).await?,
+            }
         }
     }
 

@@ -191,6 +191,14 @@ impl IssueApi for RestApi {
         Ok(issue.into_ref())
     }
 
+    async fn close_issue(&self, issue: u64) -> Result<IssueRef, ApiError> {
+        let payload = serde_json::json!({ "state": "closed", "state_reason": "completed" });
+        let issue: WireIssue = self
+            .patch_json(format!("{}/issues/{issue}", self.repo_path), &payload)
+            .await?;
+        Ok(issue.into_ref())
+    }
+
     async fn comments(&self, issue: u64, page: u64) -> Result<Vec<CommentRef>, ApiError> {
         let path = format!(
             "{}/issues/{issue}/comments?per_page=100&page={page}",

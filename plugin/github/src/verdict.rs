@@ -34,6 +34,68 @@ pub struct FailedVerdict {
     /// The judge's reasons in its own words.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// Where the slowest canary sample spent its time, next to its stable counterpart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waterfall: Option<Waterfall>,
+}
+
+/// Two samples' steps side by side: the slowest canary sample and the stable sample of the same
+/// scenario and index, so the step that regressed stands out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waterfall {
+    /// The stable counterpart.
+    pub stable: SampleSteps,
+    /// The slowest canary sample.
+    pub canary: SampleSteps,
+}
+
+/// One sample as consecutive steps on its own clock (0 = start of the sample).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleSteps {
+    /// E.g. `cold #3`.
+    pub label: String,
+    /// The sample's total, in ms.
+    pub total_ms: f64,
+    /// In order, each from `start_ms` to `end_ms`.
+    pub steps: Vec<Step>,
+}
+
+/// One step of a sample, in ms since the sample started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// What the step is, e.g. `goto: request to first byte`.
+    pub name: String,
+    /// Start.
+    pub start_ms: f64,
+    /// End.
+    pub end_ms: f64,
+}
+
+/// A passed canary analysis: what may resolve the Rollout's open regression issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassedVerdict {
+    /// The Rollout under analysis.
+    pub rollout: RolloutRef,
+    /// The canary revision that passed.
+    pub canary_revision: String,
+    /// Stable revision.
+    pub stable_revision: String,
+    /// Name of the AnalysisRun that passed.
+    pub analysis_run: String,
+    /// Which judge decided.
+    pub judge: String,
+    /// The judge's 0-100 score, if it gives one.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Where a reader can see the objects.
+    #[serde(default)]
+    pub links: Links,
+    /// Per scenario and phase, stable against canary.
+    #[serde(default)]
+    pub comparison: Vec<ComparisonRow>,
 }
 
 /// Namespace and name of a Rollout.

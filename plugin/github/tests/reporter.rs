@@ -98,7 +98,12 @@ async fn first_failure_opens_one_issue_with_the_exact_request() {
         .iter()
         .map(|l| l.as_str().unwrap())
         .collect();
-    assert_eq!(labels, vec!["performance", "canary", fp.label().as_str()]);
+    assert_eq!(labels[..3], ["performance", "canary", fp.label().as_str()]);
+    assert_eq!(labels.len(), 4);
+    assert!(
+        labels[3].starts_with("sandcanary:ro-"),
+        "the Rollout label: {labels:?}"
+    );
     assert_eq!(body["assignees"], serde_json::json!(["perf-bot"]));
     assert_eq!(
         body["title"],
@@ -499,7 +504,11 @@ async fn mentions_and_injected_markup_are_inert_in_what_is_sent() {
         assert!(!text.contains(bad), "{bad:?} reached GitHub:\n{text}");
     }
     assert_eq!(text.matches("```").count(), 2, "only the chart's fence");
-    assert_eq!(text.matches("<!--").count(), 2, "only our markers");
+    assert_eq!(
+        text.matches("<!--").count(),
+        3,
+        "only our markers (fingerprint, run, revision)"
+    );
 }
 
 #[tokio::test]

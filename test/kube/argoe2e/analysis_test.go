@@ -35,6 +35,11 @@ var rolloutUID = types.UID("6f0e4c1a-5c2b-4a53-9f3e-" + strconv.FormatInt(time.N
 // smallBench is the only change the tests make to our templates: fewer samples and faster polling, so
 // the suite fits in a few minutes on a busy 2-core machine. It returns the metrics with it applied.
 func smallBench(t *testing.T, metrics []v1alpha1.Metric) []v1alpha1.Metric {
+	return smallBenchWith(t, metrics, nil)
+}
+
+// smallBenchWith is smallBench that also lets a test change the plugin config further.
+func smallBenchWith(t *testing.T, metrics []v1alpha1.Metric, mutate func(map[string]any)) []v1alpha1.Metric {
 	t.Helper()
 	out := make([]v1alpha1.Metric, len(metrics))
 	for i, m := range metrics {
@@ -48,6 +53,9 @@ func smallBench(t *testing.T, metrics []v1alpha1.Metric) []v1alpha1.Metric {
 			t.Fatal(err)
 		}
 		cfg["samples"], cfg["pauseMs"], cfg["pollSeconds"] = 5, 100, 2
+		if mutate != nil {
+			mutate(cfg)
+		}
 		small, err := json.Marshal(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -63,6 +71,12 @@ func smallBench(t *testing.T, metrics []v1alpha1.Metric) []v1alpha1.Metric {
 // the template's defaults, owner reference to the Rollout), then creates it.
 func newRun(t *testing.T, name, template string, cluster bool, canaryDataURL, canaryHash string, extra map[string]string) {
 	t.Helper()
+	newRunWith(t, name, template, cluster, canaryDataURL, canaryHash, extra, nil)
+}
+
+// newRunWith is newRun with a change to the template's plugin config (see smallBenchWith).
+func newRunWith(t *testing.T, name, template string, cluster bool, canaryDataURL, canaryHash string, extra map[string]string, mutate func(map[string]any)) {
+	t.Helper()
 	ctx := context.Background()
 	var templates []*v1alpha1.AnalysisTemplate
 	var clusterTemplates []*v1alpha1.ClusterAnalysisTemplate
@@ -71,14 +85,14 @@ func newRun(t *testing.T, name, template string, cluster bool, canaryDataURL, ca
 		if err != nil {
 			t.Fatal(err)
 		}
-		ct.Spec.Metrics = smallBench(t, ct.Spec.Metrics)
+		ct.Spec.Metrics = smallBenchWith(t, ct.Spec.Metrics, mutate)
 		clusterTemplates = append(clusterTemplates, ct)
 	} else {
 		at, err := argo.ArgoprojV1alpha1().AnalysisTemplates(namespace).Get(ctx, template, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		at.Spec.Metrics = smallBench(t, at.Spec.Metrics)
+		at.Spec.Metrics = smallBenchWith(t, at.Spec.Metrics, mutate)
 		templates = append(templates, at)
 	}
 	values := map[string]string{
@@ -186,6 +200,39 @@ func expectPhase(t *testing.T, run *v1alpha1.AnalysisRun, want v1alpha1.Analysis
 	return m
 }
 
+// expectEvent checks that the plugin recorded the verdict's Kubernetes Event on the AnalysisRun: the
+// measurement's Metadata says so, and `kubectl describe analysisrun` lists it with its type, reason,
+// source and message (which must contain every string in message).
+func expectEvent(t *testing.T, run *v1alpha1.AnalysisRun, m v1alpha1.Measurement, typ, reason string, message ...string) {
+	t.Helper()
+	if got, want := m.Metadata[md("event")], "recorded "+typ+" "+reason; got != want {
+		t.Fatalf("Metadata event %q, want %q; metadata %v", got, want, m.Metadata)
+	}
+	out, err := env.Kubectl(context.Background(), nil, "describe", "analysisrun", "-n", namespace, run.Name)
+	if err != nil {
+		t.Fatalf("kubectl describe analysisrun %s: %v\n%s", run.Name, err, out)
+	}
+	_, events, ok := strings.Cut(out, "\nEvents:")
+	if !ok {
+		t.Fatalf("kubectl describe analysisrun %s shows no Events:\n%s", run.Name, out)
+	}
+	var line string
+	for _, l := range strings.Split(events, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == typ && f[1] == reason {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, "sandcanary-plugin") {
+		t.Fatalf("no %s %s event from sandcanary-plugin in kubectl describe:%s", typ, reason, events)
+	}
+	for _, want := range message {
+		if !strings.Contains(line, want) {
+			t.Fatalf("event %q lacks %q", line, want)
+		}
+	}
+	t.Logf("kubectl describe analysisrun %s: %s", run.Name, strings.TrimSpace(line))
+}
+
 // fingerprints groups the fake GitHub's issues by their sandcanary fingerprint label.
 func fingerprints(t *testing.T) map[string][]issueView {
 	t.Helper()
@@ -214,9 +261,14 @@ func fingerprints(t *testing.T) map[string][]issueView {
 // that is as fast as stable; nothing is filed.
 func TestHealthyCanaryFromClusterTemplate(t *testing.T) {
 	newRun(t, "healthy-statistical", "sandcanary-statistical", true, canaryData, "canary-healthy", nil)
-	m := expectPhase(t, waitDone(t, "healthy-statistical"), v1alpha1.AnalysisPhaseSuccessful)
+	run := waitDone(t, "healthy-statistical")
+	m := expectPhase(t, run, v1alpha1.AnalysisPhaseSuccessful)
 	if m.Metadata[md("judge")] != "statistical" {
 		t.Fatalf("judge %q, want statistical; metadata %v", m.Metadata[md("judge")], m.Metadata)
+	}
+	expectEvent(t, run, m, "Normal", "SandcanaryPromote", "statistical")
+	if got := m.Metadata[md("recovery")]; got != "no open issue of an earlier revision" {
+		t.Fatalf("Metadata recovery %q on a Rollout without issues", got)
 	}
 	if n := len(github.snapshot()); n != 0 {
 		t.Fatalf("%d issues filed for a healthy canary", n)
@@ -227,7 +279,9 @@ func TestHealthyCanaryFromClusterTemplate(t *testing.T) {
 // template, and exactly one issue lands on (fake) GitHub with the fingerprint label.
 func TestRegressedCanaryFailsAndFilesOneIssue(t *testing.T) {
 	newRun(t, "regressed-statistical", "sandcanary-statistical", false, regressedData, "canary-slow", nil)
-	m := expectPhase(t, waitDone(t, "regressed-statistical"), v1alpha1.AnalysisPhaseFailed)
+	run := waitDone(t, "regressed-statistical")
+	m := expectPhase(t, run, v1alpha1.AnalysisPhaseFailed)
+	expectEvent(t, run, m, "Warning", "SandcanaryRegression", "GitHub issue: created ", "/issues/1")
 	issues := github.snapshot()
 	if len(issues) != 1 {
 		t.Fatalf("%d issues filed, want 1: %+v\nrequests %v", len(issues), issues, github.requestLog())
@@ -247,6 +301,14 @@ func TestRegressedCanaryFailsAndFilesOneIssue(t *testing.T) {
 		t.Fatalf("Metadata issue %q does not name the created issue #1", m.Metadata[md("issue")])
 	}
 	fingerprints(t)
+	// The issue shows where the slowest canary sample spent its time: the relay holds every new
+	// connection, so the step up to the proxy's 101 is the one that grew.
+	for _, want := range []string{"### Where the slowest canary sample spent its time", "```mermaid\ngantt",
+		"| **connect: to the proxy's 101** |", "(largest)", "| goto: request to first byte |"} {
+		if !strings.Contains(issues[0].Body, want) {
+			t.Fatalf("issue body lacks %q:\n%s", want, issues[0].Body)
+		}
+	}
 }
 
 // pluginPIDs lists the processes running the installed plugin binary (started by our controller).
@@ -339,6 +401,59 @@ func TestThresholdTemplate(t *testing.T) {
 		t.Fatalf("judge %q, want threshold; metadata %v", m.Metadata[md("judge")], m.Metadata)
 	}
 	fingerprints(t)
+}
+
+// TestRecoveryClosesTheIssues: a later analysis of the same Rollout passes on a newer canary revision
+// (onRecovery close): every open issue of the slow revision gets one comment naming the revision with the
+// new table and is closed; the verdict stays Successful and its event is Normal.
+func TestRecoveryClosesTheIssues(t *testing.T) {
+	var open []issueView
+	filed := len(github.snapshot())
+	for _, i := range github.snapshot() {
+		if i.State == "open" {
+			open = append(open, i)
+		}
+	}
+	if len(open) == 0 {
+		t.Fatal("no open issue to recover (the regression tests run first)")
+	}
+	closeOnRecovery := func(cfg map[string]any) {
+		gh, ok := cfg["github"].(map[string]any)
+		if !ok {
+			t.Fatalf("the template has no github config: %v", cfg)
+		}
+		gh["onRecovery"] = "close"
+	}
+	newRunWith(t, "recovered-statistical", "sandcanary-statistical", false, canaryData, "canary-fixed", nil, closeOnRecovery)
+	run := waitDone(t, "recovered-statistical")
+	m := expectPhase(t, run, v1alpha1.AnalysisPhaseSuccessful)
+	expectEvent(t, run, m, "Normal", "SandcanaryPromote")
+	if got := m.Metadata[md("recovery")]; !strings.HasPrefix(got, "closed https://github.com/") {
+		t.Fatalf("Metadata recovery %q, want the closed issues", got)
+	}
+	after := map[int]issueView{}
+	for _, i := range github.snapshot() {
+		after[i.Number] = i
+	}
+	for _, before := range open {
+		i := after[before.Number]
+		if i.State != "closed" {
+			t.Fatalf("issue #%d is %s after the recovery", i.Number, i.State)
+		}
+		if len(i.CommentBodies) != before.Comments+1 {
+			t.Fatalf("issue #%d: %d comments, want exactly one more than %d", i.Number, len(i.CommentBodies), before.Comments)
+		}
+		last := i.CommentBodies[len(i.CommentBodies)-1]
+		for _, want := range []string{"Recovered: canary revision canary-fixed passed in AnalysisRun recovered-statistical",
+			"| Canary revision | canary-fixed |", "Canary against stable"} {
+			if !strings.Contains(last, want) {
+				t.Fatalf("recovery comment on #%d lacks %q:\n%s", i.Number, want, last)
+			}
+		}
+	}
+	if len(after) != filed {
+		t.Fatalf("the recovery filed issues: %d before, %d after", filed, len(after))
+	}
 }
 
 // TestLLMTemplate: our LLM template asks the (fake) OpenAI-compatible endpoint, with the key from the

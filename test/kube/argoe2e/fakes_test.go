@@ -257,7 +257,8 @@ func (g *fakeGitHub) updateIssue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		State string `json:"state"`
+		State       string  `json:"state"`
+		StateReason *string `json:"state_reason"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		ghError(w, http.StatusBadRequest, "Problems parsing JSON", "https://docs.github.com/rest/issues/issues#update-an-issue")
@@ -268,7 +269,19 @@ func (g *fakeGitHub) updateIssue(w http.ResponseWriter, r *http.Request) {
 	case "open":
 		issue["state"], issue["state_reason"], issue["closed_at"] = "open", "reopened", nil
 	case "closed":
-		issue["state"], issue["state_reason"], issue["closed_at"] = "closed", "completed", time.Now().UTC().Format(time.RFC3339)
+		// GitHub: state_reason completed (default), not_planned or duplicate; closing again keeps closed_at.
+		reason := "completed"
+		if body.StateReason != nil {
+			reason = *body.StateReason
+		}
+		if reason != "completed" && reason != "not_planned" && reason != "duplicate" {
+			ghError(w, http.StatusUnprocessableEntity, "Validation Failed", "https://docs.github.com/rest/issues/issues#update-an-issue")
+			return
+		}
+		if issue["state"] != "closed" {
+			issue["closed_at"] = time.Now().UTC().Format(time.RFC3339)
+		}
+		issue["state"], issue["state_reason"] = "closed", reason
 	default:
 		ghError(w, http.StatusUnprocessableEntity, "Validation Failed", "https://docs.github.com/rest/issues/issues#update-an-issue")
 		return
@@ -330,11 +343,13 @@ func (g *fakeGitHub) createComment(w http.ResponseWriter, r *http.Request) {
 
 // snapshot returns copies of the issues (title, labels, state, comment count) for assertions.
 type issueView struct {
-	Number   int
-	Title    string
-	Labels   []string
-	Comments int
-	Body     string
+	Number        int
+	Title         string
+	Labels        []string
+	Comments      int
+	Body          string
+	State         string
+	CommentBodies []string
 }
 
 func (g *fakeGitHub) snapshot() []issueView {
@@ -342,8 +357,13 @@ func (g *fakeGitHub) snapshot() []issueView {
 	defer g.mu.Unlock()
 	var out []issueView
 	for _, i := range g.issues {
+		var bodies []string
+		for _, c := range g.comments[i["number"].(int)] {
+			bodies = append(bodies, c["body"].(string))
+		}
 		out = append(out, issueView{Number: i["number"].(int), Title: i["title"].(string), Labels: labelNames(i),
-			Comments: len(g.comments[i["number"].(int)]), Body: i["body"].(string)})
+			Comments: len(g.comments[i["number"].(int)]), Body: i["body"].(string), State: i["state"].(string),
+			CommentBodies: bodies})
 	}
 	return out
 }

@@ -342,6 +342,7 @@ pub async fn measure_session(
         status: None,
         title: None,
         instance: Some(ws_url.to_string()),
+        breakdown: None,
     };
     let t0 = tokio::time::Instant::now();
     let client = match CdpClient::connect(ws_url, Duration::from_secs(60)).await {

@@ -84,6 +84,8 @@ pub struct Page {
     pub context_guid: String,
     pub page_guid: String,
     pub frame_guid: String,
+    /// How long `newContext`, the first of the two calls, took (the rest is `newPage`).
+    pub new_context: Duration,
 }
 
 /// The outcome of `Frame.goto`.
@@ -124,6 +126,8 @@ pub struct PlaywrightClient {
     objects: Arc<Mutex<ObjectTable>>,
     browser_guid: String,
     call_timeout: Duration,
+    /// From the start of `connect` to the server's (or proxy's) `101 Switching Protocols`.
+    upgraded: Duration,
 }
 
 impl PlaywrightClient {
@@ -148,6 +152,7 @@ impl PlaywrightClient {
             client_version: opts.client_version.clone(),
         };
         let socket = RpcSocket::open(&req, opts.connect_timeout, router).await?;
+        let upgraded = started.elapsed();
         let left = opts.connect_timeout.saturating_sub(started.elapsed());
         let result = socket
             .call("initialize", left.max(Duration::from_millis(1)), |id| {
@@ -174,7 +179,13 @@ impl PlaywrightClient {
             objects,
             browser_guid,
             call_timeout: opts.call_timeout,
+            upgraded,
         })
+    }
+
+    /// Time from the start of [`connect`](Self::connect) to the `101` (the rest was `initialize`).
+    pub fn upgrade_time(&self) -> Duration {
+        self.upgraded
     }
 
     /// Guid of the browser the server launched for us.
@@ -200,6 +211,7 @@ impl PlaywrightClient {
 
     /// `Browser.newContext` then `BrowserContext.newPage`: the reference bench's `newPage` phase.
     pub async fn new_page(&self) -> Result<Page, PlaywrightError> {
+        let started = tokio::time::Instant::now();
         let ctx = self
             .call(
                 &self.browser_guid,
@@ -209,6 +221,7 @@ impl PlaywrightClient {
                 self.call_timeout,
             )
             .await?;
+        let new_context = started.elapsed();
         let context_guid = guid_at(&ctx, "/context/guid", "newContext")?;
         let page = self
             .call(
@@ -236,6 +249,7 @@ impl PlaywrightClient {
             context_guid,
             page_guid,
             frame_guid,
+            new_context,
         })
     }
 
@@ -330,6 +344,21 @@ impl PlaywrightClient {
             }
         }
         Ok(Value::Null)
+    }
+
+    /// Chromium's `PerformanceNavigationTiming` of the page's last navigation; `None` when the
+    /// page has no navigation entry or its numbers make no sense. Costs one round trip: call it
+    /// after the timed part of a sample.
+    pub async fn navigation_timing(
+        &self,
+        page: &Page,
+    ) -> Result<Option<crate::breakdown::NavigationTiming>, PlaywrightError> {
+        let json = self
+            .evaluate(page, crate::breakdown::NAVIGATION_TIMING_JS)
+            .await?;
+        Ok(json
+            .as_str()
+            .and_then(crate::breakdown::NavigationTiming::parse))
     }
 
     /// Number of live objects the server has told us about (for tests of the object table).

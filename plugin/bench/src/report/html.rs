@@ -138,6 +138,7 @@ mod tests {
             status: Some(200),
             title: None,
             instance: None,
+            breakdown: None,
         };
         let r = Report::new(
             "http://x/",

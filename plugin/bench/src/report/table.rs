@@ -176,6 +176,7 @@ mod tests {
             status: Some(200),
             title: None,
             instance: None,
+            breakdown: None,
         }
     }
 

@@ -555,9 +555,22 @@ async fn update_issue(
                 issue["closed_at"] = Value::Null;
             }
             Some("closed") => {
+                // GitHub: state_reason is completed (the default), not_planned or duplicate.
+                let reason = match &payload["state_reason"] {
+                    Value::Null => "completed",
+                    Value::String(r)
+                        if ["completed", "not_planned", "duplicate"].contains(&r.as_str()) =>
+                    {
+                        r
+                    }
+                    _ => return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"),
+                };
+                // Closing a closed issue changes nothing (and keeps its closed_at).
+                if issue["state"] != "closed" {
+                    issue["closed_at"] = json!(chrono_like_now());
+                }
                 issue["state"] = json!("closed");
-                issue["state_reason"] = json!("completed");
-                issue["closed_at"] = json!(chrono_like_now());
+                issue["state_reason"] = json!(reason);
             }
             Some(_) => return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"),
             None => {}

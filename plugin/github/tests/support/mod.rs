@@ -52,6 +52,7 @@ pub fn verdict(run: &str) -> FailedVerdict {
         ],
         failing_metrics: vec!["warm/total/median".into(), "warm/total/p90".into()],
         reasons: vec!["warm total median is 3.00x stable (Mann-Whitney p < 0.001)".into()],
+        waterfall: None,
     }
 }
 
