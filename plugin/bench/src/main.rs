@@ -298,8 +298,8 @@ async fn bench_breakdown_cost(common: &CommonArgs) -> anyhow::Result<Report> {
         .await
         .context("starting the fixture page server")?;
     let page_url = fixture.url().to_string();
-    let mut off = vec![local_target("off", common)];
-    let mut on = vec![local_target("on", common)];
+    let mut off = vec![local_target("off", common)?];
+    let mut on = vec![local_target("on", common)?];
     let mut cfg = RunConfig::new(page_url.clone());
     cfg.samples = 1;
     cfg.expect_title = Some(FIXTURE_TITLE.to_string());
