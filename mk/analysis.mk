@@ -25,3 +25,10 @@ bench-plugin-run-latency: setup setup-go-goplugin
 	  RUN_LATENCY_SAMPLES=$(RUN_LATENCY_SAMPLES) GOFLAGS=-buildvcs=false go test -tags canarye2e,runlatency \
 	  -count=1 -timeout 20m -run TestRunLatencyWhileBenching -v ./canarye2e/ \
 	  | grep -E '^(\||##|bench:|--- |FAIL|ok|\s+runlatency_test.go)' | tee $(CURDIR)/bench-results/plugin-run-latency.md
+
+# secretKeyRef through the real kube-apiserver: a run's namespace only (tests/kube_secrets.rs). About 15 s
+# with cached binaries.
+.PHONY: test-plugin-kube-secrets
+TEST_TARGETS += test-plugin-kube-secrets
+test-plugin-kube-secrets: setup-kube
+	test/kube/apiserver.sh run -- $(CARGO) test -p sandcanary-plugin --test kube_secrets -- --include-ignored

@@ -8,6 +8,9 @@
 pub mod bench_job;
 pub mod config;
 pub mod job;
+pub mod kube_client;
 pub mod kube_logs;
+pub mod operator;
 pub mod provider;
 pub mod runner;
+pub mod tenant_secrets;
