@@ -34,3 +34,9 @@ TEST_TARGETS += test-plugin-kube-events
 test-plugin-kube-events: setup-kube
 	SANDCANARY_ARGO_CRDS="$$(cd $(KUBE_DIR) && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)/manifests/crds" \
 	  test/kube/apiserver.sh run -- $(CARGO) test -p sandcanary-plugin --test events -- --include-ignored
+# secretKeyRef through the real kube-apiserver: a run's namespace only (tests/kube_secrets.rs). About 15 s
+# with cached binaries.
+.PHONY: test-plugin-kube-secrets
+TEST_TARGETS += test-plugin-kube-secrets
+test-plugin-kube-secrets: setup-kube
+	test/kube/apiserver.sh run -- $(CARGO) test -p sandcanary-plugin --test kube_secrets -- --include-ignored

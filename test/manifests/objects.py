@@ -100,10 +100,13 @@ def argo_file(src):
             if {m["mountPath"]: m["name"] for m in init.get("volumeMounts", [])}.get("/home/argo-rollouts/plugins") != vol:
                 errors.append("init container and controller do not share the plugins volume")
         env = {e["name"] for e in ctl.get("env", [])}
-        wanted = {"SANDCANARY_ADMIN_TOKEN", "SANDCANARY_IDENTITY_TOKEN"} | template_env_names()
+        wanted = template_env_names()
         for name in sorted(wanted):
             if name not in env:
                 errors.append(f"the controller has no {name} for the plugin")
+        # Templates may name only the variables the plugin allows by default (SANDCANARY_SECRET_ENV).
+        for name in sorted(wanted - {"GITHUB_TOKEN", "SANDCANARY_LLM_API_KEY"}):
+            errors.append(f"the templates name {name}, which the plugin refuses by default")
     for e in errors:
         print(e, file=sys.stderr)
     sys.exit(1 if errors else 0)

@@ -85,8 +85,6 @@ impl VerdictEvent {
 /// Why an event was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("no Kubernetes configuration: {0}")]
-    Config(String),
     #[error("the API server refused the event: {message} ({code})")]
     Refused { code: u16, message: String },
     #[error("writing the event failed: {0}")]
@@ -149,17 +147,6 @@ impl EventSink for KubeEvents {
             }
         })
     }
-}
-
-/// The Kubernetes client from KUBECONFIG or, in a pod, the service account, with short timeouts:
-/// an event is not worth waiting for.
-pub async fn client(timeout: Duration) -> Result<kube::Client, EventError> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| EventError::Config(e.to_string()))?;
-    config.read_timeout = Some(timeout);
-    config.connect_timeout = Some(timeout);
-    kube::Client::try_from(config).map_err(|e| EventError::Config(e.to_string()))
 }
 
 /// Records the verdict's event within `timeout` and says what happened, as the one line kept in

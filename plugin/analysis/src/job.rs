@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use goplugin::metric::Phase;
 use sandcanary_canary::Progress;
+use sandcanary_secret::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginConfig;
@@ -24,6 +25,9 @@ pub struct JobContext {
     pub metric: String,
     /// The AnalysisRun's plain arguments with their values (secret-backed ones are left out).
     pub args: BTreeMap<String, String>,
+    /// Arguments with `valueFrom.secretKeyRef`, whose values Argo resolved in the AnalysisRun's
+    /// namespace before calling the plugin (for `{arg: name}` secret references).
+    pub secret_args: BTreeMap<String, SecretString>,
 }
 
 /// A finished job's verdict.
@@ -44,9 +48,9 @@ pub trait Job: Send + Sync + 'static {
     /// A short name shown in metadata.
     fn name(&self) -> &'static str;
 
-    /// Checks the configuration before a job starts, so `Run` answers a bad one with an Error
-    /// measurement at once. Must be quick (no I/O).
-    fn check(&self, _config: &PluginConfig) -> Result<(), String> {
+    /// Checks the configuration (and the operator's rules, for a run in `namespace`) before a job
+    /// starts, so `Run` answers a bad one with an Error measurement at once. Must be quick (no I/O).
+    fn check(&self, _config: &PluginConfig, _namespace: &str) -> Result<(), String> {
         Ok(())
     }
 

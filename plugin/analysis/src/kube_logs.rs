@@ -1,6 +1,6 @@
 //! [`LogSource`] over the Kubernetes API (kube-rs): list the pods of a label selector, pick one,
-//! read its container's log through `pods/log`. The client comes from KUBECONFIG or, in a pod,
-//! the in-cluster service account (`kube::Config::infer`). Only built when `podLogs` is set.
+//! read its container's log through `pods/log`. The client comes from [`crate::kube_client`]; it
+//! is only built when `podLogs` is set.
 
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams};
 use sandcanary_canary::pod_logs::MESH_CONTAINERS;
 use sandcanary_canary::{LogError, LogRequest, LogSource, PodLog};
+
+use crate::kube_client::{self, api_error};
 
 /// Pods listed per selector at most (one is read).
 const LIST_LIMIT: u32 = 50;
@@ -28,13 +30,9 @@ impl KubeLogSource {
     }
 
     async fn client(&self) -> Result<kube::Client, LogError> {
-        let mut config = kube::Config::infer()
+        kube_client::client(self.read_timeout)
             .await
-            .map_err(|e| LogError::Api(format!("no Kubernetes configuration: {e}")))?;
-        config.read_timeout = Some(self.read_timeout);
-        config.connect_timeout = Some(self.read_timeout);
-        kube::Client::try_from(config)
-            .map_err(|e| LogError::Api(format!("cannot build a Kubernetes client: {e}")))
+            .map_err(|e| LogError::Api(e.to_string()))
     }
 
     async fn read_log(&self, req: &LogRequest) -> Result<PodLog, LogError> {
@@ -87,14 +85,6 @@ impl KubeLogSource {
 impl LogSource for KubeLogSource {
     fn read<'a>(&'a self, request: &'a LogRequest) -> BoxFuture<'a, Result<PodLog, LogError>> {
         Box::pin(self.read_log(request))
-    }
-}
-
-/// The API's own message for status errors (`pods "x" is forbidden: ...`), else the error.
-fn api_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
     }
 }
 

@@ -22,7 +22,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let provider = Arc::new(SandcanaryProvider::new(SelectedJob::from_env()));
+    // The operator's rules: a setting that cannot be used stops the plugin, naming the variable.
+    let job = match SelectedJob::from_env() {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid plugin configuration in the controller's environment");
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let provider = Arc::new(SandcanaryProvider::new(job));
     let code = match rt.block_on(serve_metric_provider(provider)) {
         Ok(stopped) => {
             tracing::debug!(?stopped, "plugin stopping");

@@ -11,6 +11,8 @@ use goplugin::metric::{
     RunArgs, TerminateAndResumeArgs,
 };
 
+use sandcanary_secret::SecretString;
+
 use crate::config::{ConfigError, PluginConfig};
 use crate::job::{Job, JobContext};
 use crate::runner::{JobRunner, JobStatus};
@@ -44,7 +46,41 @@ fn context(run: &AnalysisRun, metric: &Metric, handle: &str) -> JobContext {
             .filter(|a| a.secret_key_ref.is_none())
             .filter_map(|a| a.value.clone().map(|v| (a.name.clone(), v)))
             .collect(),
+        // Argo (analysis.go, resolveArgs) reads valueFrom.secretKeyRef in the AnalysisRun's
+        // namespace and sends the value along in Spec.Args, keeping ValueFrom set.
+        secret_args: run
+            .args
+            .iter()
+            .filter(|a| a.secret_key_ref.is_some())
+            .filter_map(|a| {
+                a.value
+                    .clone()
+                    .map(|v| (a.name.clone(), SecretString::from(v)))
+            })
+            .collect(),
     }
+}
+
+/// Longest job handle accepted from a measurement: ours are `<uid>/<metric>/<n>` (a UID, a
+/// metric name of at most 253 bytes and a count). The measurement's metadata is stored in the
+/// AnalysisRun's status, so anyone who can write that status can put anything there.
+pub const MAX_HANDLE_BYTES: usize = 320;
+
+/// At most this much of an untrusted string goes into a log line.
+pub const MAX_LOGGED_BYTES: usize = 128;
+
+/// `s` cut to [`MAX_LOGGED_BYTES`] (at a character boundary) with control characters escaped,
+/// so untrusted input can neither flood the log nor forge lines in it.
+pub fn loggable(s: &str) -> String {
+    let mut end = s.len().min(MAX_LOGGED_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end].escape_debug().collect();
+    if end < s.len() {
+        out.push_str(&format!("…({} bytes)", s.len()));
+    }
+    out
 }
 
 /// A handle that is the same for every `Run` of the same measurement slot, so a repeated `Run`
@@ -89,7 +125,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             Ok(c) => c,
             Err(e) => return Measurement::error(e.to_string()),
         };
-        if let Err(e) = self.runner.check(&config) {
+        if let Err(e) = self.runner.check(&config, &run.namespace) {
             return Measurement::error(e);
         }
         let handle = handle_for(run, &args.metric);
@@ -97,8 +133,9 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
         let started = self
             .runner
             .start(&handle, context(run, &args.metric, &handle), config);
-        tracing::info!(metric = %args.metric.name, analysisrun = %format!("{}/{}", run.namespace, run.name),
-            handle = %handle, started, "run");
+        tracing::info!(metric = %loggable(&args.metric.name),
+            analysisrun = %loggable(&format!("{}/{}", run.namespace, run.name)),
+            handle = %loggable(&handle), started, "run");
         let mut m = Self::running(
             Measurement::new(Phase::Running, ""),
             poll,
@@ -130,6 +167,16 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             m.message = "measurement carries no sandcanary job handle".into();
             return m;
         };
+        if handle.len() > MAX_HANDLE_BYTES || handle.chars().any(char::is_control) {
+            tracing::warn!(handle = %loggable(&handle), bytes = handle.len(), "invalid job handle refused");
+            let mut m = m;
+            m.phase = Phase::Error;
+            m.message = format!(
+                "measurement carries an invalid sandcanary job handle ({} bytes; at most {MAX_HANDLE_BYTES}, no control characters)",
+                handle.len()
+            );
+            return m;
+        }
         match self.runner.status(&handle) {
             JobStatus::Unknown => {
                 // State was lost (plugin restart or leader change): run the job again.
@@ -142,7 +189,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
                 };
                 let poll = config.poll_seconds;
                 self.runner.start(&handle, ctx, config);
-                tracing::warn!(handle = %handle, "unknown job handle; job restarted");
+                tracing::warn!(handle = %loggable(&handle), "unknown job handle; job restarted");
                 Self::running(m, poll, "plugin restarted; job started again".into())
             }
             JobStatus::Running { elapsed, progress } => {
@@ -478,5 +525,74 @@ mod tests {
             })
             .await;
         assert_eq!(none.phase, Phase::Error);
+    }
+
+    #[tokio::test]
+    async fn a_forged_oversized_handle_is_refused_and_logged_only_in_part() {
+        let p = SandcanaryProvider::new(PlaceholderJob);
+        let metric = metric(r#"{"placeholder":{"durationMs":5000}}"#);
+        let mut m = Measurement::new(Phase::Running, "");
+        let forged = "x".repeat(1 << 20);
+        m.metadata = Some(BTreeMap::from([(HANDLE_KEY.into(), forged.clone())]));
+        let r = p.resume(resume_args(m.clone(), &metric)).await;
+        assert_eq!(r.phase, Phase::Error);
+        assert!(
+            r.message.contains("invalid sandcanary job handle"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.len() < 200,
+            "the message does not repeat the handle"
+        );
+        assert_eq!(
+            p.runner.running(),
+            0,
+            "no job started under a forged handle"
+        );
+        m.metadata = Some(BTreeMap::from([(
+            HANDLE_KEY.into(),
+            "u1/bench/0\nforged line".to_string(),
+        )]));
+        assert_eq!(p.resume(resume_args(m, &metric)).await.phase, Phase::Error);
+
+        let logged = loggable(&forged);
+        assert!(logged.len() < MAX_LOGGED_BYTES + 32, "{}", logged.len());
+        assert!(
+            logged.ends_with(&format!("({} bytes)", forged.len())),
+            "{logged}"
+        );
+        assert_eq!(loggable("a\nb"), "a\\nb", "no forged log lines");
+        assert_eq!(
+            loggable(&"é".repeat(100))
+                .chars()
+                .filter(|c| *c == 'é')
+                .count(),
+            64
+        );
+    }
+
+    #[test]
+    fn secret_backed_arguments_are_kept_apart_from_plain_ones() {
+        use goplugin::metric::Argument;
+        use sandcanary_secret::ExposeSecret;
+        let mut r = run();
+        r.args = vec![
+            Argument {
+                name: "url".into(),
+                value: Some("http://x".into()),
+                ..Default::default()
+            },
+            Argument {
+                name: "token".into(),
+                value: Some("s3cret".into()),
+                secret_key_ref: Some(("tokens".into(), "admin".into())),
+                ..Default::default()
+            },
+        ];
+        let ctx = context(&r, &metric("{}"), "h");
+        assert_eq!(ctx.args.keys().collect::<Vec<_>>(), ["url"]);
+        assert_eq!(ctx.secret_args["token"].expose_secret(), "s3cret");
+        assert!(!format!("{ctx:?}").contains("s3cret"));
     }
 }

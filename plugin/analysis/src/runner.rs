@@ -82,8 +82,8 @@ impl<J: Job> JobRunner<J> {
     }
 
     /// The job's own configuration check (see [`Job::check`]).
-    pub fn check(&self, config: &PluginConfig) -> Result<(), String> {
-        self.job.check(config)
+    pub fn check(&self, config: &PluginConfig, namespace: &str) -> Result<(), String> {
+        self.job.check(config, namespace)
     }
 
     /// Starts a job under `handle` unless one is already known (so `Run` is idempotent).

@@ -10,6 +10,7 @@ use sandcanary_bench::scenario::{self, RunConfig, Sample};
 use sandcanary_bench::target::{ProxyTarget, ProxyTargetConfig, Target};
 use sandcanary_github::{RecoveryOutcome, ReportOutcome};
 use sandcanary_judge::{Phase, Verdict};
+use sandcanary_secret::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::comparison::{CANARY, STABLE, completed, to_comparison};
@@ -142,11 +143,19 @@ async fn run_inner(
         Ok(t) => t,
         Err(e) => return Outcome::error(format!("invalid configuration: {e}")),
     };
-    let admin_token = match config.session_api_token.read() {
+    let admin_token = match config
+        .session_api_token
+        .load()
+        .map(|t| t.expose_secret().to_string())
+    {
         Ok(t) => t,
         Err(e) => return Outcome::error(format!("sessionApiToken: {e}")),
     };
-    let identity_token = match config.identity_token.read() {
+    let identity_token = match config
+        .identity_token
+        .load()
+        .map(|t| t.expose_secret().to_string())
+    {
         Ok(t) => t,
         Err(e) => return Outcome::error(format!("identityToken: {e}")),
     };
@@ -157,6 +166,8 @@ async fn run_inner(
 
     let http = match reqwest::Client::builder()
         .timeout(PREFLIGHT_TIMEOUT)
+        // The session API token goes to the configured admin URL only.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(c) => c,

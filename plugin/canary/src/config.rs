@@ -3,16 +3,17 @@
 //!
 //! Parsing is strict (unknown keys are errors) and every error names the JSON path of the offending
 //! key, because the message ends up in an `Error` measurement that a person has to act on.
-//! Secrets are never values here: the config only says which environment variable or file holds
-//! them, so templates can be shared and logged.
+//! Secrets are never values here: the config only says where they live (crate
+//! `sandcanary-secret`: an own-namespace Secret, an Argo argument, or, within the operator's rules,
+//! an environment variable or file of the controller), so templates can be shared and logged.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use sandcanary_bench::scenario::Scenario;
 use sandcanary_github::GithubConfig;
 use sandcanary_judge::JudgeConfig;
 use sandcanary_judge::statistical::StatisticalConfig;
+pub use sandcanary_secret::{SecretError, SecretRef};
 use serde::{Deserialize, Serialize};
 
 use crate::pod_logs::PodLogsConfig;
@@ -118,16 +119,6 @@ pub struct TargetConfig {
     pub admin_url_arg: Option<String>,
 }
 
-/// Where a secret lives: exactly one of an environment variable or a file (a mounted Secret).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecretRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-}
-
 /// Revisions and links of the rollout under analysis; usually filled with `{{args.*}}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -199,8 +190,8 @@ impl CanaryConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.stable.validate_shape("stable")?;
         self.canary.validate_shape("canary")?;
-        self.session_api_token.validate("sessionApiToken")?;
-        self.identity_token.validate("identityToken")?;
+        check_secret("sessionApiToken", &self.session_api_token)?;
+        check_secret("identityToken", &self.identity_token)?;
         if let Some(p) = self.poll_seconds
             && !(1..=3600).contains(&p)
         {
@@ -404,57 +395,14 @@ fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigErro
     Ok(())
 }
 
-impl SecretRef {
-    fn validate(&self, path: &str) -> Result<(), ConfigError> {
-        match (&self.env, &self.file) {
-            (Some(e), None) if is_env_name(e) => Ok(()),
-            // Not echoed: a value that is no variable name may be the secret pasted by mistake.
-            (Some(_), None) => Err(ConfigError::at(
-                format!("{path}.env"),
-                "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
-            )),
-            (None, Some(f)) if !f.as_os_str().is_empty() => Ok(()),
-            (Some(_), Some(_)) => Err(ConfigError::at(path, "give either env or file, not both")),
-            _ => Err(ConfigError::at(
-                path,
-                "needs a non-empty env (variable name) or file (path)",
-            )),
+/// A secret reference's shape, as a configuration error at `path` (and the field inside it).
+fn check_secret(path: &str, r: &SecretRef) -> Result<(), ConfigError> {
+    r.check().map_err(|e| match e {
+        SecretError::Invalid { field, why } if !field.is_empty() => {
+            ConfigError::at(format!("{path}.{field}"), why)
         }
-    }
-
-    /// Where the secret comes from, for error messages (never the value).
-    pub fn describe(&self) -> String {
-        match (&self.env, &self.file) {
-            (Some(e), _) => format!("environment variable {e}"),
-            (None, Some(f)) => format!("file {}", f.display()),
-            (None, None) => "nowhere".into(),
-        }
-    }
-
-    /// Reads the secret now (so a rotated Secret file is picked up on the next measurement).
-    pub fn read(&self) -> Result<String, String> {
-        let value = match (&self.env, &self.file) {
-            (Some(name), _) => std::env::var(name).map_err(|_| {
-                format!("environment variable {name} is not set or not valid UTF-8")
-            })?,
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read file {}: {}", path.display(), e.kind()))?,
-            (None, None) => return Err("no env or file given".into()),
-        };
-        let value = value.trim().to_string();
-        if value.is_empty() {
-            return Err(format!("{} is empty", self.describe()));
-        }
-        Ok(value)
-    }
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        e => ConfigError::at(path, e.to_string()),
+    })
 }
 
 fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
@@ -684,24 +632,20 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_read_from_env_or_file_and_errors_hide_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "file-token\n").unwrap();
-        let r = SecretRef {
-            env: None,
-            file: Some(path),
-        };
-        assert_eq!(r.read().unwrap(), "file-token");
-        let r = SecretRef {
-            env: Some("SANDCANARY_TEST_SURELY_UNSET_VAR".into()),
-            file: None,
-        };
-        assert!(
-            r.read()
-                .unwrap_err()
-                .contains("SANDCANARY_TEST_SURELY_UNSET_VAR")
-        );
+    fn secret_references_of_every_kind_parse_and_bad_ones_name_the_field() {
+        let mut v = minimal();
+        v["sessionApiToken"] =
+            json!({"secretKeyRef": {"name": "proxy-tokens", "key": "session-api-token"}});
+        v["identityToken"] = json!({"arg": "identity-token"});
+        let c = CanaryConfig::from_value(v).unwrap();
+        assert!(!c.session_api_token.is_operator_level());
+        let mut v = minimal();
+        v["sessionApiToken"] = json!({"secretKeyRef": {"name": "Bad_Name", "key": "k"}});
+        assert_eq!(err(v).path, "sessionApiToken.secretKeyRef.name");
+        let mut v = minimal();
+        v["sessionApiToken"] = json!({"secretKeyRef": {"name": "t", "key": "k", "namespace": "b"}});
+        let e = err(v);
+        assert_eq!(e.path, "sessionApiToken.secretKeyRef.namespace", "{e}");
     }
 
     #[test]

@@ -303,7 +303,8 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
     .await;
     assert_eq!(out.phase, Phase::Error);
     assert!(
-        out.message.starts_with("sessionApiToken: cannot read file"),
+        out.message
+            .starts_with("sessionApiToken: cannot read secret file"),
         "{}",
         out.message
     );

@@ -60,6 +60,18 @@ fn valid_examples() -> Vec<(&'static str, Value)> {
     vec![
         ("minimal", base()),
         (
+            "tenant secrets",
+            with(
+                with(
+                    base(),
+                    "sessionApiToken",
+                    json!({"secretKeyRef": {"name": "sandcanary-proxy-tokens", "key": "session-api-token"}}),
+                ),
+                "identityToken",
+                json!({"arg": "identity-token"}),
+            ),
+        ),
+        (
             "everything",
             json!({
                 "stable": {"dataUrl": "ws://stable.proxy:9000", "adminUrl": "http://stable.proxy:9090"},
@@ -166,6 +178,30 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
         (
             "inline secret",
             with(base(), "sessionApiToken", json!("s3cret")),
+        ),
+        (
+            "secretKeyRef naming a namespace",
+            with(
+                base(),
+                "sessionApiToken",
+                json!({"secretKeyRef": {"name": "t", "key": "k", "namespace": "other"}}),
+            ),
+        ),
+        (
+            "secretKeyRef without key",
+            with(
+                base(),
+                "sessionApiToken",
+                json!({"secretKeyRef": {"name": "t"}}),
+            ),
+        ),
+        (
+            "secret with env and arg",
+            with(base(), "sessionApiToken", json!({"env": "A", "arg": "b"})),
+        ),
+        (
+            "env that is no variable name",
+            with(base(), "sessionApiToken", json!({"env": "ghp-1.2"})),
         ),
         (
             "secret with both sources",
@@ -282,7 +318,7 @@ fn github_without_credentials_is_rejected_by_the_type() {
 #[test]
 fn every_key_of_the_type_is_in_the_schema() {
     let schema: Value = serde_json::from_str(CONFIG_SCHEMA).unwrap();
-    let full = CanaryConfig::from_value(valid_examples()[1].1.clone()).unwrap();
+    let full = CanaryConfig::from_value(valid_examples()[2].1.clone()).unwrap();
     let mut full = serde_json::to_value(&full).unwrap();
     full["rollout"]["analysisRunUrl"] = json!("https://argo.example/run");
     full["canary"] = json!({"dataUrlArg": "d", "adminUrlArg": "a"});
@@ -310,6 +346,24 @@ fn every_key_of_the_type_is_in_the_schema() {
     }
     for key in full["sessionApiToken"].as_object().unwrap().keys() {
         assert!(props(&schema["$defs"]["secret"]).contains(key));
+    }
+    // Every kind of secret reference the type knows is in the schema.
+    for example in [
+        json!({"secretKeyRef": {"name": "n", "key": "k"}}),
+        json!({"arg": "a"}),
+    ] {
+        let r: sandcanary_canary::SecretRef = serde_json::from_value(example).unwrap();
+        for key in serde_json::to_value(&r)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+        {
+            assert!(
+                props(&schema["$defs"]["secret"]).contains(key),
+                "schema lacks secret key {key}"
+            );
+        }
     }
     let with_logs =
         CanaryConfig::from_value(with(llm_judge(base()), "podLogs", pod_logs_full())).unwrap();

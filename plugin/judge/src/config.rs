@@ -16,6 +16,8 @@ pub enum ConfigError {
 }
 
 /// One judge and its settings, tagged by `type`.
+// Parsed once per measurement; the LLM variant is larger because of its secret references.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum JudgeConfig {

@@ -30,10 +30,7 @@ fn key_file(name: &str, value: &str) -> SecretRef {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path: PathBuf = dir.join(format!("{name}-{n}"));
     std::fs::write(&path, format!("{value}\n")).unwrap();
-    SecretRef {
-        env: None,
-        file: Some(path),
-    }
+    SecretRef::file(path)
 }
 
 fn answer(promote: bool, confidence: i64, reason: &str) -> String {
@@ -586,10 +583,7 @@ async fn missing_credentials_fall_back_without_calling_out() {
     config.provider = ProviderConfig::Gemini(GeminiConfig {
         base_url: fake.url(),
         model: "gemini-test".into(),
-        api_key: SecretRef {
-            env: Some("SANDCANARY_JUDGE_TEST_UNSET_KEY".into()),
-            file: None,
-        },
+        api_key: SecretRef::env("SANDCANARY_JUDGE_TEST_UNSET_KEY"),
     });
     let v = LlmJudge::new(config).unwrap().judge(&bench_like(1.0)).await;
     assert_fallback(&v, "SANDCANARY_JUDGE_TEST_UNSET_KEY is not set");

@@ -56,10 +56,7 @@ async fn keys_never_reach_the_logs() {
     let mut config = LlmConfig::new(ProviderConfig::Openai(OpenAiConfig {
         base_url: format!("{}/v1", fake.url()),
         model: "m".into(),
-        api_key: Some(SecretRef {
-            env: None,
-            file: Some(key_path),
-        }),
+        api_key: Some(SecretRef::file(key_path)),
     }));
     config.timeout_seconds = 20.0;
     let judge = LlmJudge::new(config).unwrap();

@@ -125,6 +125,13 @@ func delayRelay(t *testing.T, target string, delay time.Duration) string {
 	return l.Addr().String()
 }
 
+// secretArg is an argument as Argo's controller passes it to a plugin once it resolved
+// valueFrom.secretKeyRef: the value filled in, ValueFrom kept.
+func secretArg(name, key, value string) v1alpha1.Argument {
+	return v1alpha1.Argument{Name: name, Value: &value, ValueFrom: &v1alpha1.ValueFrom{
+		SecretKeyRef: &v1alpha1.SecretKeyRef{Name: "sandcanary-proxy-tokens", Key: key}}}
+}
+
 func TestCanaryVerdictsThroughArgosClient(t *testing.T) {
 	pluginBin := need(t, "SANDCANARY_PLUGIN_BIN")
 	proxyBin := need(t, "SANDCANARY_PROXY_BIN")
@@ -162,11 +169,62 @@ func TestCanaryVerdictsThroughArgosClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg["samples"] = 5
+	// The tokens as Argo hands them to plugins: an argument with valueFrom.secretKeyRef arrives with the
+	// Secret's value filled in by the controller (analysis.go resolveArgs), ValueFrom kept. The
+	// controller's own variables are refused by the plugin's default rules (checked below).
+	cfg["sessionApiToken"] = map[string]any{"arg": "admin-token"}
+	cfg["identityToken"] = map[string]any{"arg": "identity-token"}
 	metric := fixture.Metric("canary", "sandcanary/sandcanary", cfg)
 	p, err := client.GetMetricPlugin(metric)
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// The same plugin refuses what a hostile template would try, at Run, with an Error naming the rule;
+	// a secret-looking argument without valueFrom.secretKeyRef is not accepted as a secret either.
+	t.Run("refused", func(t *testing.T) {
+		arg := func(name, value string) v1alpha1.Argument { return v1alpha1.Argument{Name: name, Value: &value} }
+		run := &v1alpha1.AnalysisRun{
+			ObjectMeta: metav1.ObjectMeta{Name: "ar-refused", Namespace: "ns", UID: types.UID("uid-ar-refused")},
+			Spec: v1alpha1.AnalysisRunSpec{Args: []v1alpha1.Argument{
+				arg("stable-data", "http://"+stableData), arg("stable-admin", "http://"+stableAdmin),
+				arg("canary-data", "http://"+canaryData), arg("canary-admin", "http://"+canaryAdmin),
+				arg("plain-token", os.Getenv("SANDCANARY_ADMIN_TOKEN")),
+				secretArg("identity-token", "identity-token", os.Getenv("SANDCANARY_IDENTITY_TOKEN")),
+			}},
+		}
+		for _, c := range []struct {
+			ref  map[string]any
+			want string
+		}{
+			{map[string]any{"file": "/var/run/secrets/kubernetes.io/serviceaccount/token"}, "service-account"},
+			{map[string]any{"file": "/etc/shadow"}, "SANDCANARY_SECRET_DIRS"},
+			{map[string]any{"env": "SANDCANARY_ADMIN_TOKEN"}, "SANDCANARY_SECRET_ENV"},
+			{map[string]any{"arg": "plain-token"}, "plain value"},
+		} {
+			bad := map[string]any{}
+			for k, v := range cfg {
+				bad[k] = v
+			}
+			bad["sessionApiToken"] = c.ref
+			m := fixture.Metric("canary", "sandcanary/sandcanary", bad)
+			got := p.Run(run, m)
+			if got.Phase == v1alpha1.AnalysisPhaseRunning {
+				// arg references are checked when the job starts: the verdict is an Error.
+				for i := 0; i < 30 && !got.Phase.Completed(); i++ {
+					time.Sleep(200 * time.Millisecond)
+					got = p.Resume(run, m, got)
+				}
+			}
+			t.Logf("%v -> %s %q", c.ref, got.Phase, got.Message)
+			if got.Phase != v1alpha1.AnalysisPhaseError || !strings.Contains(got.Message, c.want) {
+				t.Fatalf("%v: want an Error naming %q, got %s %q", c.ref, c.want, got.Phase, got.Message)
+			}
+			if strings.Contains(got.Message, os.Getenv("SANDCANARY_ADMIN_TOKEN")) {
+				t.Fatalf("the refusal repeats a secret")
+			}
+		}
+	})
 
 	for _, tc := range []struct {
 		name       string
@@ -183,6 +241,8 @@ func TestCanaryVerdictsThroughArgosClient(t *testing.T) {
 				Spec: v1alpha1.AnalysisRunSpec{Args: []v1alpha1.Argument{
 					arg("stable-data", "http://"+stableData), arg("stable-admin", "http://"+stableAdmin),
 					arg("canary-data", "http://"+tc.canaryData), arg("canary-admin", "http://"+canaryAdmin),
+					secretArg("admin-token", "session-api-token", os.Getenv("SANDCANARY_ADMIN_TOKEN")),
+					secretArg("identity-token", "identity-token", os.Getenv("SANDCANARY_IDENTITY_TOKEN")),
 				}},
 			}
 			start := time.Now()

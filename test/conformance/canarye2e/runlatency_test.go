@@ -98,6 +98,9 @@ func TestRunLatencyWhileBenching(t *testing.T) {
 	every := 50 * time.Millisecond
 	t.Setenv("SANDCANARY_ADMIN_TOKEN", token(t))
 	t.Setenv("SANDCANARY_IDENTITY_TOKEN", token(t))
+	// The operator lets templates name these two variables and send them to the loopback proxies.
+	t.Setenv("SANDCANARY_SECRET_ENV", "SANDCANARY_ADMIN_TOKEN,SANDCANARY_IDENTITY_TOKEN")
+	t.Setenv("SANDCANARY_PROXY_HOSTS", "127.0.0.1")
 	stableData, stableAdmin := startProxy(t, proxyBin, root, "stable")
 	canaryData, canaryAdmin := startProxy(t, proxyBin, root, "canary")
 

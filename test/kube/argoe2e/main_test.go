@@ -31,6 +31,8 @@ const (
 	pluginName = "sandcanary/sandcanary"
 	ghOwner    = "sandcanary-e2e"
 	ghRepo     = "proxy"
+	// otherNamespace holds Secrets no AnalysisRun of the tests' namespace may read (TestTenantSecrets).
+	otherNamespace = "team-b"
 	// regressionDelay is held on every new connection to the regressed canary.
 	regressionDelay = 1500 * time.Millisecond
 )
@@ -178,7 +180,9 @@ func setup(stops *[]func()) error {
 	root := kubeenv.RepoRoot()
 
 	// The controller (and so the plugin it starts) inherits this process's environment: the variables the
-	// templates name for their secrets, as the controller's Deployment would get them from a Secret.
+	// templates name for the organisation's secrets, as the controller's Deployment would get them from a
+	// Secret. The proxies' tokens are also set here (for the proxies, and so that TestTenantSecrets can show
+	// a template cannot name them); the templates read them from Secret sandcanary-proxy-tokens.
 	ghToken, llmKey := randomToken(), randomToken()
 	for k, v := range map[string]string{
 		"SANDCANARY_ADMIN_TOKEN": randomToken(), "SANDCANARY_IDENTITY_TOKEN": randomToken(),
@@ -217,6 +221,15 @@ func setup(stops *[]func()) error {
 	}
 	*stops = append(*stops, stop)
 	openaiURL += "/v1"
+	// The operator's destinations for the controller's GitHub token and LLM key: the fakes. The llm
+	// template reads pod logs in namespace playwright (its proxy-namespace default), which the operator
+	// allows here because the runs are in the controller's namespace.
+	for k, v := range map[string]string{"SANDCANARY_GITHUB_API_URL": githubURL, "SANDCANARY_LLM_BASE_URLS": openaiURL,
+		"SANDCANARY_POD_LOGS_NAMESPACES": "playwright"} {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -250,6 +263,26 @@ func setup(stops *[]func()) error {
 	}
 	if dyn, err = dynamic.NewForConfig(env.Config); err != nil {
 		return err
+	}
+	// The proxies' tokens in the runs' namespace, as the proxy's own Secret holds them (README), and a
+	// Secret of the same name with other values in another namespace, which no run here may read.
+	for _, sec := range []struct{ ns, admin, identity string }{
+		{namespace, os.Getenv("SANDCANARY_ADMIN_TOKEN"), os.Getenv("SANDCANARY_IDENTITY_TOKEN")},
+		{otherNamespace, randomToken(), randomToken()},
+	} {
+		if sec.ns != namespace {
+			if out, err := env.Kubectl(ctx, nil, "create", "namespace", sec.ns); err != nil {
+				return fmt.Errorf("create namespace %s: %v\n%s", sec.ns, err, out)
+			}
+		}
+		if out, err := env.Kubectl(ctx, nil, "create", "secret", "generic", "-n", sec.ns, "sandcanary-proxy-tokens",
+			"--from-literal=session-api-token="+sec.admin, "--from-literal=identity-token="+sec.identity); err != nil {
+			return fmt.Errorf("create Secret in %s: %v\n%s", sec.ns, err, out)
+		}
+	}
+	if out, err := env.Kubectl(ctx, nil, "create", "secret", "generic", "-n", otherNamespace, "team-b-only",
+		"--from-literal=token="+randomToken()); err != nil {
+		return fmt.Errorf("create Secret in %s: %v\n%s", otherNamespace, err, out)
 	}
 	// Our templates, applied as a user would.
 	out, err := env.Kubectl(ctx, nil, "apply", "--server-side", "-n", namespace, "-f", filepath.Join(root, "analysis-templates"))

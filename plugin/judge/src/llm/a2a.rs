@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::answer::json_schema;
 use super::prompt::{Prompt, new_nonce};
 use super::provider::{Provider, ProviderError, RetryPolicy, send};
-use super::secret::SecretRef;
+use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for an A2A agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +154,7 @@ impl Provider for A2a {
             .token
             .as_ref()
             .and_then(|k| k.load().ok())
-            .map(|s| vec![s.expose().to_string()])
+            .map(|s| vec![s.expose_secret().to_string()])
             .unwrap_or_default()
     }
 
@@ -162,11 +162,13 @@ impl Provider for A2a {
         let auth = match &self.config.token {
             Some(k) => {
                 let key = k.load()?;
-                let mut v =
-                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                        .map_err(|_| {
-                            ProviderError::Malformed("token is not a valid header value".into())
-                        })?;
+                let mut v = reqwest::header::HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    key.expose_secret()
+                ))
+                .map_err(|_| {
+                    ProviderError::Malformed("token is not a valid header value".into())
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }

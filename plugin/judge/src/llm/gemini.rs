@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::answer::gemini_schema;
 use super::prompt::Prompt;
 use super::provider::{Provider, ProviderError, RetryPolicy, send};
-use super::secret::SecretRef;
+use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for Gemini.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +119,7 @@ impl Provider for Gemini {
         self.config
             .api_key
             .load()
-            .map(|s| vec![s.expose().to_string()])
+            .map(|s| vec![s.expose_secret().to_string()])
             .unwrap_or_default()
     }
 
@@ -130,7 +130,7 @@ impl Provider for Gemini {
             self.config.base_url.trim_end_matches('/'),
             self.config.model
         );
-        let mut key_header = reqwest::header::HeaderValue::from_str(key.expose())
+        let mut key_header = reqwest::header::HeaderValue::from_str(key.expose_secret())
             .map_err(|_| ProviderError::Malformed("API key is not a valid header value".into()))?;
         key_header.set_sensitive(true);
         let body = Self::body(prompt);

@@ -137,8 +137,14 @@ impl LlmConfig {
                 Err(bad(field, "must be an http(s) URL"))
             }
         };
-        let secret =
-            |field: &str, s: &secret::SecretRef| s.check().map_err(|e| bad(field, &e.to_string()));
+        let secret = |field: &str, s: &secret::SecretRef| {
+            s.check().map_err(|e| match e {
+                secret::SecretError::Invalid { field: f, why } if !f.is_empty() => {
+                    bad(&format!("{field}.{f}"), &why)
+                }
+                e => bad(field, &e.to_string()),
+            })
+        };
         match &self.provider {
             ProviderConfig::Gemini(g) => {
                 check_url("provider.baseUrl", &g.base_url)?;
@@ -186,6 +192,9 @@ impl LlmJudge {
         let client = reqwest::Client::builder()
             .user_agent(concat!("sandcanary-judge/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            // The key goes to the configured endpoint only: a redirect would carry Gemini's
+            // x-goog-api-key header (which reqwest keeps across hosts) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid {
                 field: "provider".into(),

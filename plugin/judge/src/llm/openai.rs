@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::answer::json_schema;
 use super::prompt::Prompt;
 use super::provider::{Provider, ProviderError, RetryPolicy, send};
-use super::secret::SecretRef;
+use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for an OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ impl Provider for OpenAi {
             .api_key
             .as_ref()
             .and_then(|k| k.load().ok())
-            .map(|s| vec![s.expose().to_string()])
+            .map(|s| vec![s.expose_secret().to_string()])
             .unwrap_or_default()
     }
 
@@ -121,11 +121,13 @@ impl Provider for OpenAi {
         let auth = match &self.config.api_key {
             Some(k) => {
                 let key = k.load()?;
-                let mut v =
-                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                        .map_err(|_| {
-                            ProviderError::Malformed("API key is not a valid header value".into())
-                        })?;
+                let mut v = reqwest::header::HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    key.expose_secret()
+                ))
+                .map_err(|_| {
+                    ProviderError::Malformed("API key is not a valid header value".into())
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
