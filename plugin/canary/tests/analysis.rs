@@ -229,7 +229,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
         comment.contains("Recovered: canary revision d00d1e passed in AnalysisRun proxy-d00d1e-1"),
         "{comment}"
     );
-    assert!(comment.contains("| warm | total |"), "{comment}");
+    assert!(comment.contains("| warm | total\\_ms |"), "{comment}");
     for r in github.requests() {
         assert_eq!(
             r.header("authorization").as_deref(),
