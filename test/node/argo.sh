@@ -289,7 +289,10 @@ suite() {
   grep -qF "request from $pod_ip:" <<<"$srv" || { echo "$srv" >&2; fail "the release server saw no request from the controller ($pod_ip)"; }
   analysis_through_plugin plugin-loaded-https
 
-  step "https/: a wrong sha256 stops the controller at start (the running one keeps serving)"
+  step "https/: a wrong sha256 stops the controller at start"
+  # Argo's install.yaml gives the controller no readiness probe: the new pod counts as available as soon as
+  # its container starts, so the Deployment removes the old, working controller before the new one has
+  # checked the download. A wrong sha256 therefore leaves no controller running (measured below).
   local old wrong new deadline
   old="$pod"
   wrong="$(printf 'not the release' | sha256sum | cut -d' ' -f1)"
@@ -310,8 +313,13 @@ suite() {
   done
   grep -E 'expected sha256|Failed to download plugins' <<<"$logs" >&2
   grep -qF "expected sha256: $wrong" <<<"$logs" || fail "the log does not name the expected checksum"
-  [ "$(kubectl -n "$ARGO_NS" get pod "$old" -o jsonpath='{.status.phase}')" = Running ] ||
-    fail "the running controller $old was replaced by one that cannot start"
+  [ "$(kubectl -n "$ARGO_NS" get pod "$new" -o jsonpath='{.status.containerStatuses[0].lastState.terminated.exitCode}')" = 1 ] ||
+    fail "$new did not exit 1 on the wrong checksum"
+  if kubectl -n "$ARGO_NS" get pod "$old" >/dev/null 2>&1; then
+    echo "finding: the previous controller $old is still there" >&2
+  else
+    echo "finding: the previous controller $old was removed; no controller runs until the sha256 is fixed" >&2
+  fi
 
   summary
   log "suite done in $((SECONDS - t0))s"
