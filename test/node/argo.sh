@@ -125,7 +125,9 @@ release_server() { # work
   openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
     -extfile "$work/tls.ext" -out "$work/tls.crt" 2>/dev/null
   kubectl get namespace "$RELEASES_NS" >/dev/null 2>&1 || kubectl create namespace "$RELEASES_NS" >&2
-  kubectl -n "$RELEASES_NS" create secret tls releases-tls --cert "$work/tls.crt" --key "$work/tls.key" >&2
+  kubectl -n "$RELEASES_NS" create secret tls releases-tls --cert "$work/tls.crt" --key "$work/tls.key" \
+    --dry-run=client -o yaml | kubectl apply -f - >&2
+  kubectl -n "$RELEASES_NS" delete pod releases --ignore-not-found >&2
   local dir="/srv/${RELEASE_PATH%/*}" asset="${RELEASE_PATH##*/}"
   kubectl apply -f - >&2 <<YAML
 apiVersion: v1
