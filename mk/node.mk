@@ -27,7 +27,7 @@ test-node: setup-node-cluster images
 # README "Register the plugin"'s commands as written: the file variant (the plugin image's init container),
 # an AnalysisRun answered by sandcanary-plugin, the https variant downloading the plugin and its sha256
 # from a release server pod over TLS (the test's CA, trusted through deploy/argo-rollouts/https-ca), and a
-# wrong sha256 stopping the controller at start. Reusable: `test/node/argo.sh install DIR [file|https]`.
+# wrong sha256 stopping the controller at start, the CA trusted only through https-ca. About 2 min warm. Reusable: `test/node/argo.sh install DIR [file|https]`.
 .PHONY: test-node-argo
 TEST_TARGETS += test-node-argo
 test-node-argo: setup-node-cluster images

@@ -36,7 +36,7 @@ RELEASE_HOST=releases.$RELEASES_NS.svc.cluster.local
 RELEASE_PATH=sandcanary/sandcanary/releases/download/v0.1.0/sandcanary-plugin-linux-amd64
 RELEASE_URL=https://$RELEASE_HOST/$RELEASE_PATH
 PLUGIN_IMAGE=ghcr.io/sandcanary/sandcanary-plugin:0.1.0
-HELLO_IMAGE=sandcanary.local/hello:1
+RELEASES_IMAGE=sandcanary.local/releases:1
 
 log() { echo "argo.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -80,17 +80,20 @@ kustomization() { # work variant [sha256]
   yaml="$(sed -e "s#https://github.com/argoproj/argo-rollouts/releases/download/$version/install.yaml#install.yaml#" \
     -e "s#<path to sandcanary>#$(realpath --relative-to="$work/readme" "$root")#" <<<"$yaml")"
   grep -q '^  - install.yaml$' <<<"$yaml" || die "README's kustomization does not install Argo Rollouts $version"
-  if [ "$variant" = https ]; then
-    yaml="$(sed -e "s#\(deploy/argo-rollouts/\)file\b#\1https#" -e 's#^  \# \(- .*deploy/argo-rollouts/https-ca\)#  \1#' <<<"$yaml")"
-    grep -q 'deploy/argo-rollouts/https-ca' <<<"$yaml" || die "README's kustomization has no https-ca line"
-  fi
+  case "$variant" in
+    https)
+      yaml="$(sed -e "s#\(deploy/argo-rollouts/\)file\b#\1https#" -e 's#^  \# \(- .*deploy/argo-rollouts/https-ca\)#  \1#' <<<"$yaml")"
+      grep -q '^  - .*deploy/argo-rollouts/https-ca' <<<"$yaml" || die "README's kustomization has no https-ca line" ;;
+    https-noca) # https/ without https-ca/: the controller has only the public roots
+      yaml="$(sed -e "s#\(deploy/argo-rollouts/\)file\b#\1https#" <<<"$yaml")" ;;
+  esac
   printf '%s\n' "$yaml" >"$work/readme/kustomization.yaml"
   {
     echo "resources: [../readme]"
     echo "patches:"
     echo "  - target: {kind: Deployment, name: argo-rollouts}"
     echo "    patch: '[{\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/0/imagePullPolicy\", \"value\": \"IfNotPresent\"}]'"
-    if [ "$variant" = https ]; then
+    if [ "$variant" != file ]; then
       cat <<YAML
   - patch: |-
       apiVersion: v1
@@ -113,7 +116,7 @@ YAML
 
 # --- the release server: the plugin binary and its sha256 over HTTPS, from a pod --------------------------
 # The test's CA (WORK/ca.crt) signs the server's certificate; the binary is the plugin image's, copied by an
-# init container (as a release pipeline would publish it), its sha256 written beside it.
+# init container (as a release pipeline would publish it), its sha256 written beside it; cmd/releases serves them.
 release_server() { # work
   local work="$1"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=sandcanary test CA" \
@@ -124,6 +127,13 @@ release_server() { # work
     >"$work/tls.ext"
   openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
     -extfile "$work/tls.ext" -out "$work/tls.crt" 2>/dev/null
+  # Its own small image (cmd/releases, static, packed by binimage.sh), built into this cluster's dir.
+  mkdir -p "$work/bin"
+  (cd "$here" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off go build -ldflags "-s -w" -o "$work/bin/releases" ./cmd/releases) ||
+    die "could not build cmd/releases"
+  "$here/binimage.sh" "$RELEASES_IMAGE" "$work/releases.tar" /usr/local/bin/releases "$work/bin/releases"
+  ctr --address "$SANDCANARY_NODE_DIR/containerd/containerd.sock" -n k8s.io images import "$work/releases.tar" >/dev/null ||
+    die "could not import the releases image"
   kubectl get namespace "$RELEASES_NS" >/dev/null 2>&1 || kubectl create namespace "$RELEASES_NS" >&2
   kubectl -n "$RELEASES_NS" create secret tls releases-tls --cert "$work/tls.crt" --key "$work/tls.key" \
     --dry-run=client -o yaml | kubectl apply -f - >&2
@@ -145,9 +155,9 @@ spec:
       volumeMounts: [{name: srv, mountPath: /srv}]
   containers:
     - name: releases
-      image: $HELLO_IMAGE
+      image: $RELEASES_IMAGE
       imagePullPolicy: Never
-      command: [/usr/local/bin/hello, files, /srv, /tls/tls.crt, /tls/tls.key]
+      args: [/srv, /tls/tls.crt, /tls/tls.key]
       ports: [{containerPort: 8443}]
       readinessProbe: {tcpSocket: {port: 8443}, periodSeconds: 1}
       securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
@@ -171,7 +181,8 @@ YAML
 published_sha256() { # work
   local ip
   ip="$(kubectl -n "$RELEASES_NS" get service releases -o jsonpath='{.spec.clusterIP}')"
-  curl -fsS --max-time 10 --cacert "$1/ca.crt" --resolve "$RELEASE_HOST:443:$ip" "$RELEASE_URL.sha256" | cut -d' ' -f1
+  # A new Service may not be programmed by kube-proxy yet: retry for a while.
+  curl -fsS --max-time 10 --retry 30 --retry-delay 1 --retry-all-errors --cacert "$1/ca.crt" --resolve "$RELEASE_HOST:443:$ip" "$RELEASE_URL.sha256" | cut -d' ' -f1
 }
 
 # --- install ---------------------------------------------------------------------------------------------
@@ -224,6 +235,21 @@ wait_plugin_loaded() { # variant
     sleep 1
   done
   grep -E 'plugin|Plugin' <<<"$logs" >&2 || true
+}
+
+# Waits until a controller pod other than OLD logs TEXT (in its current or previous container).
+wait_controller_log() { # text timeout old
+  local text="$1" deadline=$((SECONDS + $2)) old="$3" pod logs
+  while ((SECONDS < deadline)); do
+    pod="$(controller_pod)"
+    if [ "$pod" != "$old" ]; then
+      logs="$(kubectl -n "$ARGO_NS" logs "$pod" 2>/dev/null; kubectl -n "$ARGO_NS" logs "$pod" --previous 2>/dev/null)" || true
+      if grep -F "$text" <<<"$logs" >&2; then return 0; fi
+    fi
+    sleep 1
+  done
+  kubectl -n "$ARGO_NS" get pods >&2
+  return 1
 }
 
 # --- the suite -------------------------------------------------------------------------------------------
@@ -322,6 +348,21 @@ suite() {
   else
     echo "finding: the previous controller $old was removed; no controller runs until the sha256 is fixed" >&2
   fi
+
+  step "https/ without https-ca/: the controller does not trust the test's CA; with it again it recovers"
+  # The same install without the https-ca Component (and the right sha256): only the CA ConfigMap that
+  # https-ca mounts makes the release server trusted.
+  local k
+  k="$(kustomization "$SANDCANARY_NODE_DIR/argo-https-noca" https-noca "$(published_sha256 "$SANDCANARY_NODE_DIR/argo-https")")"
+  old="$(controller_pod)"
+  # --force-conflicts: the wrong sha256 above was a `kubectl replace` (another field manager).
+  kubectl apply --server-side --force-conflicts -k "$k" >/dev/null
+  wait_controller_log 'x509: certificate signed by unknown authority' 120 "$old" ||
+    fail "without https-ca the controller did not refuse the release server's certificate"
+  k="$(kustomization "$SANDCANARY_NODE_DIR/argo-https" https "$(published_sha256 "$SANDCANARY_NODE_DIR/argo-https")")"
+  kubectl apply --server-side -k "$k" >/dev/null
+  kubectl -n "$ARGO_NS" rollout status deploy/argo-rollouts --timeout 120s >&2 || fail "the controller did not come back"
+  wait_plugin_loaded https
 
   summary
   log "suite done in $((SECONDS - t0))s"

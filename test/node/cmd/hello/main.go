@@ -1,8 +1,6 @@
 // Command hello is the node suite's own smallest workload: it answers HTTP on :8080 with its pod name and
 // the caller's address, logs one line per request (read back through `kubectl logs`), and with
 // `hello get URL` or `hello resolve NAME` acts as a client inside a pod (Service DNS, Service IPs).
-// `hello files DIR CERT KEY` serves the files of DIR over HTTPS on :8443 (a release server for the
-// plugin download test, test/node/argo.sh), logging each request.
 package main
 
 import (
@@ -41,15 +39,6 @@ func main() {
 		}
 		fmt.Println(addrs)
 		return
-	}
-	if len(os.Args) == 5 && os.Args[1] == "files" {
-		files := http.FileServer(http.Dir(os.Args[2]))
-		log.Printf("serving %s over https on :8443", os.Args[2])
-		log.Fatal(http.ListenAndServeTLS(":8443", os.Args[3], os.Args[4],
-			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				log.Printf("request from %s %s", r.RemoteAddr, r.URL.Path)
-				files.ServeHTTP(w, r)
-			})))
 	}
 	name, _ := os.Hostname()
 	log.Printf("hello %s listening on :8080", name)
