@@ -26,8 +26,9 @@ test-node: setup-node-cluster images
 # (quay.io/argoproj/argo-rollouts:v1.9.1, built by `images` from test/kube's Go-module build) installed with
 # README "Register the plugin"'s commands as written: the file variant (the plugin image's init container),
 # an AnalysisRun answered by sandcanary-plugin, the https variant downloading the plugin and its sha256
-# from a release server pod over TLS (the test's CA, trusted through deploy/argo-rollouts/https-ca), and a
-# wrong sha256 stopping the controller at start, the CA trusted only through https-ca. About 2 min warm. Reusable: `test/node/argo.sh install DIR [file|https]`.
+# from a release server pod over TLS (the test's CA, trusted through deploy/argo-rollouts/https-ca), a
+# wrong sha256 stopping the controller at start, the CA trusted only through https-ca. About 2 min warm.
+# Reusable: `test/node/argo.sh install DIR [file|https]` (see test/node/README.md).
 .PHONY: test-node-argo
 TEST_TARGETS += test-node-argo
 test-node-argo: setup-node-cluster images
