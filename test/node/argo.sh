@@ -283,6 +283,40 @@ YAML
     fail "AnalysisRun $name: the measurement did not come from sandcanary-plugin: $msg"
 }
 
+# An AnalysisRun whose tokens name a Secret that does not exist: the plugin, inside the controller pod,
+# asks the API server for it (in-cluster config, Argo's ServiceAccount) and reports the 404 by name.
+analysis_reads_kube() { # name
+  local name="$1" deadline=$((SECONDS + 120)) phase="" msg=""
+  kubectl apply -f - >&2 <<YAML
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisRun
+metadata: {name: $name, namespace: playwright}
+spec:
+  metrics:
+    - name: sandcanary
+      count: 1
+      consecutiveErrorLimit: 0
+      provider:
+        plugin:
+          sandcanary/sandcanary:
+            stable: {dataUrl: "ws://stable.playwright:9000/", adminUrl: "http://stable.playwright:9090"}
+            canary: {dataUrl: "ws://canary.playwright:9000/", adminUrl: "http://canary.playwright:9090"}
+            sessionApiToken: {secretKeyRef: {name: sandcanary-no-such-secret, key: session-api-token}}
+            identityToken: {secretKeyRef: {name: sandcanary-no-such-secret, key: identity-token}}
+            pageUrl: "http://hello.default.svc.cluster.local/"
+            pollSeconds: 1
+YAML
+  while ((SECONDS < deadline)); do
+    phase="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.phase}')"
+    case "$phase" in Successful|Failed|Error|Inconclusive) break ;; esac
+    sleep 1
+  done
+  msg="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.metricResults[0].measurements[-1].message}')"
+  echo "AnalysisRun $name: phase $phase, measurement: $msg" >&2
+  [ "$phase" = Error ] && [[ "$msg" == *"Secret sandcanary-no-such-secret does not exist in namespace playwright"* ]] ||
+    fail "AnalysisRun $name: the plugin did not read the API server from the controller pod: $phase $msg"
+}
+
 suite() {
   # shellcheck source=suite-lib.sh
   source "$here/suite-lib.sh"
@@ -302,6 +336,9 @@ suite() {
 
   step "file/: an AnalysisRun reaches its phase through sandcanary-plugin in the controller pod"
   analysis_through_plugin plugin-loaded-file
+
+  step "file/: the plugin reads the API server from the controller pod (in-cluster config, Argo's ServiceAccount)"
+  analysis_reads_kube plugin-reads-kube
 
   step "https/: the controller downloads the plugin from a release server pod (TLS, the test's CA via https-ca/), checks its sha256, runs it"
   # A fresh install of the other variant, as a user who picked https/ would run it.
