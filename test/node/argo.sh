@@ -186,9 +186,9 @@ published_sha256() { # work
 }
 
 # --- install ---------------------------------------------------------------------------------------------
-controller_pod() { # the newest controller pod
-  kubectl -n "$ARGO_NS" get pods -l app.kubernetes.io/name=argo-rollouts --sort-by=.metadata.creationTimestamp \
-    -o jsonpath='{.items[-1:].metadata.name}'
+controller_pod() { # the newest controller pod that is not being deleted
+  kubectl -n "$ARGO_NS" get pods -l app.kubernetes.io/name=argo-rollouts -o json |
+    jq -r '[.items[] | select(.metadata.deletionTimestamp == null)] | sort_by(.metadata.creationTimestamp) | last | .metadata.name // empty'
 }
 
 install_here() { # variant
@@ -224,13 +224,13 @@ install_here() { # variant
 # The controller's log says it placed the plugin (file: copied from the init container's volume; https:
 # downloaded, checked) and that it started its controllers.
 wait_plugin_loaded() { # variant
-  local pod want deadline=$((SECONDS + 120)) logs=""
-  pod="$(controller_pod)"
+  local pod="" want deadline=$((SECONDS + 120)) logs=""
   case "$1" in
     file) want="Copied plugin from /home/argo-rollouts/plugins/sandcanary-plugin to " ;;
     https) want="Download complete" ;;
   esac
-  until logs="$(kubectl -n "$ARGO_NS" logs "$pod" 2>/dev/null)" && grep -qF "$want" <<<"$logs"; do
+  # The pod is looked up each time: a replaced one may still be terminating when this starts.
+  until pod="$(controller_pod)" && logs="$(kubectl -n "$ARGO_NS" logs "$pod" 2>/dev/null)" && grep -qF "$want" <<<"$logs"; do
     ((SECONDS < deadline)) || { echo "$logs" | tail -n 30 >&2; die "$pod: no '$want' in the controller's log"; }
     sleep 1
   done
