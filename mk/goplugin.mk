@@ -1,4 +1,4 @@
-# goplugin (plugin/goplugin, plugin/analysis, test/conformance): the Rust crates' own tests run in
+# goplugin (plugin/goplugin, plugin/provider, test/conformance): the Rust crates' own tests run in
 # `cargo test --workspace`; this fragment adds the Go conformance harness, which drives the Rust
 # plugin binaries with argo-rollouts' real Go client, against three argo release lines.
 GOPLUGIN_CONFORMANCE := test/conformance
