@@ -22,7 +22,7 @@ goplugin-bins:
 	$(CARGO) build -p goplugin --examples
 	$(CARGO) build -p sandcanary-plugin --bin sandcanary-plugin
 
-# C10 idles 90 s (past the 75 s stream-open deadline) on the main line and one keepalive (35 s)
+# TestC10Idle idles 90 s (past the 75 s stream-open deadline) on the main line and one keepalive (35 s)
 # on the others, to keep CI time down.
 test-goplugin: setup-go-goplugin goplugin-bins
 	cd $(GOPLUGIN_CONFORMANCE) && for m in $(GOPLUGIN_ARGO_MODFILES); do \

@@ -22,12 +22,12 @@ use crate::pod_logs::PodLogsConfig;
 /// whole object).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct ConfigError {
+pub struct CanaryConfigError {
     pub path: String,
     pub message: String,
 }
 
-impl ConfigError {
+impl CanaryConfigError {
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
@@ -172,7 +172,7 @@ pub struct ResolvedTarget {
 
 impl CanaryConfig {
     /// Parses and validates raw JSON.
-    pub fn from_json(raw: &[u8]) -> Result<Self, ConfigError> {
+    pub fn from_json(raw: &[u8]) -> Result<Self, CanaryConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(raw);
         let config: Self = serde_path_to_error::deserialize(de).map_err(path_error)?;
         config.validate()?;
@@ -180,14 +180,14 @@ impl CanaryConfig {
     }
 
     /// Parses and validates an already-decoded JSON object (the protocol side's leftover keys).
-    pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+    pub fn from_value(value: serde_json::Value) -> Result<Self, CanaryConfigError> {
         let config: Self = serde_path_to_error::deserialize(value).map_err(path_error)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what types alone cannot: ranges, shapes, and each part's own validation.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), CanaryConfigError> {
         self.stable.validate_shape("stable")?;
         self.canary.validate_shape("canary")?;
         check_secret("sessionApiToken", &self.session_api_token)?;
@@ -195,7 +195,10 @@ impl CanaryConfig {
         if let Some(p) = self.poll_seconds
             && !(1..=3600).contains(&p)
         {
-            return Err(ConfigError::at("pollSeconds", "must be between 1 and 3600"));
+            return Err(CanaryConfigError::at(
+                "pollSeconds",
+                "must be between 1 and 3600",
+            ));
         }
         if self.id_header.is_empty()
             || !self
@@ -203,33 +206,33 @@ impl CanaryConfig {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "idHeader",
                 "must be a header name ([A-Za-z0-9_-]+)",
             ));
         }
         if self.scenarios.is_empty() {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "scenarios",
                 "must name at least one scenario",
             ));
         }
         for (i, s) in self.scenarios.iter().enumerate() {
             if self.scenarios[..i].contains(s) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     format!("scenarios[{i}]"),
                     format!("{s} is listed twice"),
                 ));
             }
         }
         if !(1..=MAX_SAMPLES).contains(&self.samples) {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "samples",
                 format!("must be between 1 and {MAX_SAMPLES}"),
             ));
         }
         if self.pause_ms > MAX_PAUSE_MS {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "pauseMs",
                 format!("must be at most {MAX_PAUSE_MS}"),
             ));
@@ -239,7 +242,7 @@ impl CanaryConfig {
             ("gotoTimeoutSeconds", self.goto_timeout_seconds),
         ] {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     key,
                     format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
                 ));
@@ -257,13 +260,14 @@ impl CanaryConfig {
             }
         }
         // Building the judge is its validation; its errors name a field inside `judge`.
-        if let Err(sandcanary_judge::ConfigError::Invalid { field, why }) = self.judge.build() {
-            return Err(ConfigError::at(format!("judge.{field}"), why));
+        if let Err(sandcanary_judge::JudgeConfigError::Invalid { field, why }) = self.judge.build()
+        {
+            return Err(CanaryConfigError::at(format!("judge.{field}"), why));
         }
         if let Some(logs) = &self.pod_logs {
             logs.validate()?;
             if !matches!(self.judge, JudgeConfig::Llm(_)) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     "podLogs",
                     "only the llm judge reads pod logs; set judge.type to llm or remove podLogs",
                 ));
@@ -274,7 +278,7 @@ impl CanaryConfig {
             // A dry run at the top level means the GitHub settings need no credentials either.
             gh.dry_run |= self.dry_run;
             gh.validate()
-                .map_err(|e| ConfigError::at("github", e.to_string()))?;
+                .map_err(|e| CanaryConfigError::at("github", e.to_string()))?;
         }
         Ok(())
     }
@@ -291,7 +295,7 @@ impl CanaryConfig {
     pub fn resolve_targets(
         &self,
         args: &BTreeMap<String, String>,
-    ) -> Result<(ResolvedTarget, ResolvedTarget), ConfigError> {
+    ) -> Result<(ResolvedTarget, ResolvedTarget), CanaryConfigError> {
         Ok((
             self.stable.resolve("stable", args)?,
             self.canary.resolve("canary", args)?,
@@ -300,27 +304,27 @@ impl CanaryConfig {
 }
 
 impl TargetConfig {
-    fn validate_shape(&self, side: &str) -> Result<(), ConfigError> {
+    fn validate_shape(&self, side: &str) -> Result<(), CanaryConfigError> {
         for (url, arg, name) in [
             (&self.data_url, &self.data_url_arg, "dataUrl"),
             (&self.admin_url, &self.admin_url_arg, "adminUrl"),
         ] {
             match (url, arg) {
                 (Some(_), Some(_)) => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}"),
                         format!("give either {name} or {name}Arg, not both"),
                     ));
                 }
                 (None, None) => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}"),
                         format!("missing: the {side} target needs {name} or {name}Arg"),
                     ));
                 }
                 (Some(u), None) => check_target_url(side, name, u)?,
                 (None, Some(a)) if a.trim().is_empty() => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}Arg"),
                         "must name an argument",
                     ));
@@ -335,13 +339,13 @@ impl TargetConfig {
         &self,
         side: &str,
         args: &BTreeMap<String, String>,
-    ) -> Result<ResolvedTarget, ConfigError> {
+    ) -> Result<ResolvedTarget, CanaryConfigError> {
         let pick = |url: &Option<String>, arg: &Option<String>, name: &str| {
             if let Some(u) = url {
                 return Ok(u.clone());
             }
             let Some(arg) = arg else {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     format!("{side}.{name}"),
                     format!("missing: the {side} target needs {name} or {name}Arg"),
                 ));
@@ -350,7 +354,7 @@ impl TargetConfig {
                 .get(arg)
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| {
-                    ConfigError::at(
+                    CanaryConfigError::at(
                         format!("{side}.{name}Arg"),
                         format!("the AnalysisRun has no (non-empty) argument named {arg:?}"),
                     )
@@ -365,7 +369,7 @@ impl TargetConfig {
     }
 }
 
-fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), ConfigError> {
+fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), CanaryConfigError> {
     let path = format!("{side}.{name}");
     if name.starts_with("dataUrl") {
         check_url(&path, value, &["http", "https", "ws", "wss"])
@@ -374,20 +378,20 @@ fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), ConfigErr
     }
 }
 
-fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), CanaryConfigError> {
     let parsed = url::Url::parse(value)
-        .map_err(|e| ConfigError::at(path, format!("not a URL ({e}): {value:?}")))?;
+        .map_err(|e| CanaryConfigError::at(path, format!("not a URL ({e}): {value:?}")))?;
     if !schemes.contains(&parsed.scheme()) {
-        return Err(ConfigError::at(
+        return Err(CanaryConfigError::at(
             path,
             format!("scheme must be one of {}", schemes.join(", ")),
         ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::at(path, "URL has no host"));
+        return Err(CanaryConfigError::at(path, "URL has no host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ConfigError::at(
+        return Err(CanaryConfigError::at(
             path,
             "URL must not carry credentials (use sessionApiToken / identityToken)",
         ));
@@ -396,16 +400,16 @@ fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigErro
 }
 
 /// A secret reference's shape, as a configuration error at `path` (and the field inside it).
-fn check_secret(path: &str, r: &SecretRef) -> Result<(), ConfigError> {
+fn check_secret(path: &str, r: &SecretRef) -> Result<(), CanaryConfigError> {
     r.check().map_err(|e| match e {
         SecretError::Invalid { field, why } if !field.is_empty() => {
-            ConfigError::at(format!("{path}.{field}"), why)
+            CanaryConfigError::at(format!("{path}.{field}"), why)
         }
-        e => ConfigError::at(path, e.to_string()),
+        e => CanaryConfigError::at(path, e.to_string()),
     })
 }
 
-fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> CanaryConfigError {
     let path = e.path().to_string();
     let inner = e.into_inner();
     // serde_json appends " at line L column C"; the path is the more useful locator.
@@ -413,7 +417,7 @@ fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
     }
-    ConfigError::at(path, hide_string_values(&message))
+    CanaryConfigError::at(path, hide_string_values(&message))
 }
 
 /// serde quotes the offending string (`invalid type: string "…", expected …`). A string where a
@@ -444,7 +448,7 @@ mod tests {
         })
     }
 
-    fn err(v: serde_json::Value) -> ConfigError {
+    fn err(v: serde_json::Value) -> CanaryConfigError {
         CanaryConfig::from_value(v).unwrap_err()
     }
 

@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use sandcanary_judge::llm::prompt::{ContextText, redact};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::CanaryConfigError;
 
-/// Containers of a service mesh that are never the proxy (as the reference plugin skips them).
+/// Containers of a service mesh that are never the proxy: skipped when no container is named.
 pub const MESH_CONTAINERS: [&str; 2] = ["istio-proxy", "istio-init"];
 
 /// How much more than `maxBytes` is read (and sent as `limitBytes`), so the newest bytes can be
@@ -65,13 +65,13 @@ fn default_timeout() -> u64 {
 }
 
 impl PodLogsConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), CanaryConfigError> {
         for (key, sel) in [
             ("podLogs.stableSelector", &self.stable_selector),
             ("podLogs.canarySelector", &self.canary_selector),
         ] {
             if !is_selector(sel) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     key,
                     "must be a label selector (key=value[,key!=value,...])",
                 ));
@@ -80,7 +80,7 @@ impl PodLogsConfig {
         if let Some(ns) = &self.namespace
             && !is_dns_label(ns)
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.namespace",
                 "must be a namespace name",
             ));
@@ -88,13 +88,13 @@ impl PodLogsConfig {
         if let Some(c) = &self.container
             && !is_dns_label(c)
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.container",
                 "must be a container name",
             ));
         }
         if self.since_seconds == Some(0) {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.sinceSeconds",
                 "must be at least 1",
             ));
@@ -109,7 +109,10 @@ impl PodLogsConfig {
             ),
         ] {
             if !(1..=max).contains(&v) {
-                return Err(ConfigError::at(key, format!("must be between 1 and {max}")));
+                return Err(CanaryConfigError::at(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         Ok(())

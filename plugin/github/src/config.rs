@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+use crate::error::GithubConfigError;
 
 /// The public GitHub REST endpoint; GitHub Enterprise and tests point `apiUrl` elsewhere.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -187,21 +187,21 @@ impl GithubConfig {
     }
 
     /// Checks everything that can be checked without touching the network or the secrets.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), GithubConfigError> {
         check_repo_part("owner", &self.owner)?;
         check_repo_part("repo", &self.repo)?;
-        let url = url::Url::parse(&self.api_url).map_err(|e| ConfigError::Invalid {
+        let url = url::Url::parse(&self.api_url).map_err(|e| GithubConfigError::Invalid {
             field: "apiUrl",
             reason: e.to_string(),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "apiUrl",
                 reason: "must be an http(s) URL with a host".into(),
             });
         }
         if self.labels.len() > MAX_LABELS {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "labels",
                 reason: format!("at most {MAX_LABELS} labels"),
             });
@@ -209,27 +209,27 @@ impl GithubConfig {
         for label in &self.labels {
             let trimmed = label.trim();
             if trimmed.is_empty() || trimmed.chars().count() > MAX_LABEL_CHARS {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "labels",
                     reason: format!("each label must have 1 to {MAX_LABEL_CHARS} characters"),
                 });
             }
             if trimmed.contains(',') || trimmed.chars().any(char::is_control) {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "labels",
                     reason: "labels may not contain commas or control characters".into(),
                 });
             }
         }
         if self.assignees.len() > MAX_ASSIGNEES {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "assignees",
                 reason: format!("at most {MAX_ASSIGNEES} assignees"),
             });
         }
         for login in &self.assignees {
             if !is_login(login) {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "assignees",
                     reason: "each assignee must be a GitHub login (letters, digits, '-', '[bot]' suffix)".into(),
                 });
@@ -242,28 +242,28 @@ impl GithubConfig {
         Ok(())
     }
 
-    fn check_limits(&self) -> Result<(), ConfigError> {
+    fn check_limits(&self) -> Result<(), GithubConfigError> {
         let l = &self.limits;
         if l.min_mutation_interval() < MIN_MUTATION_INTERVAL {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.minMutationIntervalMs",
                 reason: "GitHub asks for at least 1000 ms between mutating requests".into(),
             });
         }
         if l.request_timeout_ms == 0 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.requestTimeoutMs",
                 reason: "must be positive".into(),
             });
         }
         if l.max_attempts == 0 || l.max_attempts > 10 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.maxAttempts",
                 reason: "must be between 1 and 10".into(),
             });
         }
         if l.max_mutations_per_hour == 0 || l.max_mutations_per_hour > 400 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.maxMutationsPerHour",
                 reason:
                     "must be between 1 and 400 (GitHub allows 500 content writes per hour in total)"
@@ -275,27 +275,27 @@ impl GithubConfig {
 }
 
 impl AuthConfig {
-    fn check_shape(&self) -> Result<(), ConfigError> {
+    fn check_shape(&self) -> Result<(), GithubConfigError> {
         let token = self.token_env.is_some() || self.token_file.is_some();
         match (&self.app, token) {
-            (Some(_), true) => Err(ConfigError::Invalid {
+            (Some(_), true) => Err(GithubConfigError::Invalid {
                 field: "auth",
                 reason: "set either a token (tokenEnv / tokenFile) or app, not both".into(),
             }),
-            (None, false) => Err(ConfigError::Invalid {
+            (None, false) => Err(GithubConfigError::Invalid {
                 field: "auth",
                 reason: "no credentials: set auth.tokenEnv, auth.tokenFile or auth.app (or dryRun)"
                     .into(),
             }),
             (None, true) if self.token_env.is_some() && self.token_file.is_some() => {
-                Err(ConfigError::Invalid {
+                Err(GithubConfigError::Invalid {
                     field: "auth",
                     reason: "set tokenEnv or tokenFile, not both".into(),
                 })
             }
             (Some(app), false) => match (&app.private_key_file, &app.private_key_env) {
                 (Some(_), None) | (None, Some(_)) => Ok(()),
-                _ => Err(ConfigError::Invalid {
+                _ => Err(GithubConfigError::Invalid {
                     field: "auth.app",
                     reason: "set exactly one of privateKeyFile or privateKeyEnv".into(),
                 }),
@@ -306,7 +306,7 @@ impl AuthConfig {
 }
 
 /// Owner and repository names: GitHub allows letters, digits, '-', '_' and '.'.
-fn check_repo_part(field: &'static str, value: &str) -> Result<(), ConfigError> {
+fn check_repo_part(field: &'static str, value: &str) -> Result<(), GithubConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 100
         && value != "."
@@ -317,7 +317,7 @@ fn check_repo_part(field: &'static str, value: &str) -> Result<(), ConfigError> 
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Invalid {
+        Err(GithubConfigError::Invalid {
             field,
             reason: "must be 1-100 characters of letters, digits, '-', '_' or '.'".into(),
         })
@@ -404,7 +404,7 @@ mod tests {
             let mut c = valid();
             mutate(&mut c);
             match c.validate() {
-                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                Err(GithubConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("expected invalid {field}, got {other:?}"),
             }
         }

@@ -33,7 +33,7 @@ pub use api::{CommentRef, IssueApi, IssueRef, IssueState};
 pub use config::{
     AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits, OnRecovery,
 };
-pub use error::{ApiError, ConfigError, ReportError, SecretError};
+pub use error::{ApiError, GithubConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};
 pub use render::{IssueDraft, render_comment, render_issue, render_recovery_comment};
 pub use reporter::{RecoveredIssue, RecoveryOutcome, ReportOutcome, Reporter};

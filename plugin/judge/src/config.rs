@@ -10,7 +10,7 @@ use crate::threshold::{ThresholdConfig, ThresholdJudge};
 /// Why a configuration cannot be used; `field` is the JSON path of the offending key so the
 /// plugin can name it in an `Error` measurement.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum JudgeConfigError {
     #[error("{field}: {why}")]
     Invalid { field: String, why: String },
 }
@@ -28,7 +28,7 @@ pub enum JudgeConfig {
 
 impl JudgeConfig {
     /// Checks the settings and builds the judge.
-    pub fn build(&self) -> Result<Box<dyn Judge>, ConfigError> {
+    pub fn build(&self) -> Result<Box<dyn Judge>, JudgeConfigError> {
         Ok(match self {
             JudgeConfig::Threshold(c) => Box::new(ThresholdJudge::new(c.clone())?),
             JudgeConfig::Statistical(c) => Box::new(StatisticalJudge::new(c.clone())?),

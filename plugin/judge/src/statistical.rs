@@ -19,7 +19,7 @@ use crate::stats::effect_size::{EffectSizeMeasure, cles, mean_ratio};
 use crate::stats::fisher::p_canary_worse;
 use crate::stats::hodges_lehmann::shift;
 use crate::stats::mann_whitney::mann_whitney;
-use crate::verdict::{Classification, MetricResult, Phase, Verdict, fmt_p, round2};
+use crate::verdict::{Classification, MetricResult, Verdict, VerdictPhase, fmt_p, round2};
 
 /// Which way a change is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -136,10 +136,10 @@ impl Default for StatisticalConfig {
     }
 }
 
-pub use crate::config::ConfigError;
+pub use crate::config::JudgeConfigError;
 
-fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: impl Into<String>, why: impl Into<String>) -> JudgeConfigError {
+    JudgeConfigError::Invalid {
         field: field.into(),
         why: why.into(),
     }
@@ -161,7 +161,7 @@ struct Resolved {
 
 impl StatisticalConfig {
     /// Checks ranges so a bad template is an `Error` naming the field, not a wrong verdict.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), JudgeConfigError> {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(invalid("confidence", "must be between 0 and 1 (exclusive)"));
         }
@@ -268,7 +268,7 @@ pub struct StatisticalJudge {
 
 impl StatisticalJudge {
     /// Builds the judge after checking its configuration.
-    pub fn new(config: StatisticalConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: StatisticalConfig) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         Ok(Self { config })
     }
@@ -597,7 +597,7 @@ impl StatisticalJudge {
                     critical_failed.join(", ")
                 ),
             );
-            phase = Some(Phase::Failed);
+            phase = Some(VerdictPhase::Failed);
         } else if results.is_empty() || nodata * 2 >= results.len() {
             // Kayenta scores this 0; we pause for a human instead of aborting, and never pass.
             score = 0.0;
@@ -608,15 +608,15 @@ impl StatisticalJudge {
                     results.len()
                 ),
             );
-            phase = Some(Phase::Inconclusive);
+            phase = Some(VerdictPhase::Inconclusive);
         }
         let score = round2(score);
         let phase = phase.unwrap_or(if score >= self.config.pass_score {
-            Phase::Successful
+            VerdictPhase::Successful
         } else if score >= self.config.marginal_score {
-            Phase::Inconclusive
+            VerdictPhase::Inconclusive
         } else {
-            Phase::Failed
+            VerdictPhase::Failed
         });
         reasons.push(format!(
             "score {score:.2} (pass >= {}, marginal >= {}) over {} metrics, {} without data",

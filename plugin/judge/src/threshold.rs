@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::JudgeConfigError;
 use crate::judge::Judge;
 use crate::model::{Comparison, MetricKey};
 use crate::rules::matches;
 use crate::stats::describe::Describe;
-use crate::verdict::{Classification, MetricResult, Phase, Verdict, round2};
+use crate::verdict::{Classification, MetricResult, Verdict, VerdictPhase, round2};
 
 /// Limits for the metrics a pattern names (`warm.total_ms`, `*.goto_ms`); values in ms.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -57,15 +57,15 @@ impl Default for ThresholdConfig {
     }
 }
 
-fn invalid(field: String, why: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: String, why: &str) -> JudgeConfigError {
+    JudgeConfigError::Invalid {
         field,
         why: why.to_string(),
     }
 }
 
 impl ThresholdConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), JudgeConfigError> {
         for (i, l) in self.limits.iter().enumerate() {
             if l.pattern.trim().is_empty() {
                 return Err(invalid(format!("limits[{i}].match"), "must not be empty"));
@@ -118,7 +118,7 @@ pub struct ThresholdJudge {
 const NAME: &str = "threshold";
 
 impl ThresholdJudge {
-    pub fn new(config: ThresholdConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: ThresholdConfig) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         Ok(Self { config })
     }
@@ -175,11 +175,11 @@ impl ThresholdJudge {
             .iter()
             .any(|m| m.classification == Classification::NoData);
         let phase = if any_fail {
-            Phase::Failed
+            VerdictPhase::Failed
         } else if any_nodata || results.is_empty() {
-            Phase::Inconclusive
+            VerdictPhase::Inconclusive
         } else {
-            Phase::Successful
+            VerdictPhase::Successful
         };
         let mut reasons: Vec<String> = results
             .iter()

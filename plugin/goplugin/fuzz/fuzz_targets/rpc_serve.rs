@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use goplugin::gob::Limits;
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService, MetricProvider, Phase,
+    GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService, MetricProvider, AnalysisPhase,
     RunArgs, TerminateAndResumeArgs,
 };
 use goplugin::rpc::{self, Router};
@@ -22,7 +22,7 @@ impl MetricProvider for Quick {
         Ok(())
     }
     async fn run(&self, _: RunArgs) -> Measurement {
-        Measurement::new(Phase::Successful, "")
+        Measurement::new(AnalysisPhase::Successful, "")
     }
     async fn resume(&self, a: TerminateAndResumeArgs) -> Measurement {
         a.measurement
