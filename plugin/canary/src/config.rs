@@ -14,7 +14,9 @@ use sandcanary_github::GithubConfig;
 use sandcanary_judge::JudgeConfig;
 use sandcanary_judge::statistical::StatisticalConfig;
 pub use sandcanary_secret::{SecretError, SecretRef};
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::pod_logs::PodLogsConfig;
 
@@ -36,9 +38,11 @@ impl CanaryConfigError {
     }
 }
 
-/// Everything one canary analysis needs to know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The metric's `provider.plugin["sandcanary/sandcanary"]` object: which proxies to bench, how,
+/// which judge decides, and where failed verdicts are filed. Secrets are named, never inlined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "sandcanary canary analysis", transform = pod_logs_need_the_llm_judge)]
 pub struct CanaryConfig {
     /// The proxy running the current version.
     pub stable: TargetConfig,
@@ -47,6 +51,7 @@ pub struct CanaryConfig {
     /// Seconds between `Resume` calls. Read by the protocol side; accepted here so that one type
     /// and one schema describe the whole object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub poll_seconds: Option<u64>,
     /// Bearer token of both proxies' session API (`SESSION_API_TOKEN` of the proxy).
     pub session_api_token: SecretRef,
@@ -54,28 +59,35 @@ pub struct CanaryConfig {
     pub identity_token: SecretRef,
     /// Header that names the sandbox id on the data port.
     #[serde(default = "default_id_header")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub id_header: String,
     /// Situations to measure, interleaved between stable and canary.
     #[serde(default = "default_scenarios")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub scenarios: Vec<Scenario>,
     /// Samples per scenario and target.
     #[serde(default = "default_samples")]
+    #[schemars(range(min = 1, max = MAX_SAMPLES))]
     pub samples: usize,
     /// Pause between samples, so the previous session winds down first.
     #[serde(default = "default_pause_ms")]
+    #[schemars(range(max = MAX_PAUSE_MS))]
     pub pause_ms: u64,
     /// Page the sandboxes navigate to. Without it the plugin serves a fixture page on
     /// 127.0.0.1, which only sandboxes on the same host (the local backend) can reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub page_url: Option<String>,
     /// Title the page must have; with the built-in fixture page it is checked automatically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_title: Option<String>,
     /// Deadline of one connect (cold starts included).
     #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_SECONDS))]
     pub connect_timeout_seconds: u64,
     /// Deadline of one navigation.
     #[serde(default = "default_goto_timeout")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_SECONDS))]
     pub goto_timeout_seconds: u64,
     /// Which judge decides, and its settings (the judge crate's own config).
     #[serde(default = "default_judge")]
@@ -106,31 +118,86 @@ pub struct CanaryConfig {
 
 /// One proxy: its data port (Playwright clients connect there) and admin port (session API).
 /// Each URL is given either directly or as the name of an AnalysisRun argument holding it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "target", transform = url_or_arg)]
 pub struct TargetConfig {
+    /// Data port, where Playwright clients connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(https?|wss?)://"))]
     pub data_url: Option<String>,
+    /// Admin port with the session API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub admin_url: Option<String>,
+    /// The AnalysisRun argument holding the data port's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub data_url_arg: Option<String>,
+    /// The AnalysisRun argument holding the admin port's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub admin_url_arg: Option<String>,
 }
 
-/// Revisions and links of the rollout under analysis; usually filled with `{{args.*}}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Revisions and links of the rollout under analysis, for the report and its fingerprint;
+/// usually filled with `{{args.*}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct RolloutInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub rollout_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub analysis_run_url: Option<String>,
+}
+
+/// `$id` of [`config_schema`].
+pub const CONFIG_SCHEMA_ID: &str =
+    "https://example.invalid/sandcanary/sandcanary-config.schema.json";
+
+/// The JSON Schema of [`CanaryConfig`], derived from the types (schema/sandcanary-config.schema.json
+/// is this, written by a test). What a schema cannot say (credentials unless a dry run, distinct
+/// scenarios' meaning, URLs that parse) is left to [`CanaryConfig::validate`].
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(CanaryConfig);
+    schema.insert("$id".into(), CONFIG_SCHEMA_ID.into());
+    schema.to_value()
+}
+
+/// Schema rule across keys: `podLogs` is read only by the llm judge, so it needs `judge.type` llm.
+fn pod_logs_need_the_llm_judge(schema: &mut Schema) {
+    schema.insert("if".into(), json!({ "required": ["podLogs"] }));
+    schema.insert(
+        "then".into(),
+        json!({
+            "required": ["judge"],
+            "properties": { "judge": { "properties": { "type": { "const": "llm" } } } }
+        }),
+    );
+}
+
+/// Schema rule across keys: each URL of a target exactly once, directly or as an argument.
+fn url_or_arg(schema: &mut Schema) {
+    let exactly_one = |a: &str, b: &str| {
+        json!({ "oneOf": [
+            { "required": [a], "not": { "required": [b] } },
+            { "required": [b], "not": { "required": [a] } }
+        ] })
+    };
+    schema.insert(
+        "allOf".into(),
+        json!([
+            exactly_one("dataUrl", "dataUrlArg"),
+            exactly_one("adminUrl", "adminUrlArg")
+        ]),
+    );
 }
 
 fn default_true() -> bool {

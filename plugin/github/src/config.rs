@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GithubConfigError;
@@ -23,22 +24,40 @@ const MAX_ASSIGNEES: usize = 10;
 /// Caller-supplied labels beyond this are almost certainly a mistake in the template.
 const MAX_LABELS: usize = 20;
 
-/// Where and how to file reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `$id` of [`config_schema`].
+pub const CONFIG_SCHEMA_ID: &str = "https://example.invalid/sandcanary/github-config.schema.json";
+
+/// The JSON Schema of [`GithubConfig`], derived from the type (schema/github-config.schema.json is
+/// this, written by a test). Rules across fields (credentials unless `dryRun`) are checked by
+/// [`GithubConfig::validate`] only.
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(GithubConfig);
+    schema.insert("$id".into(), CONFIG_SCHEMA_ID.into());
+    schema.to_value()
+}
+
+/// Where failed canary verdicts are filed and how. Secrets are named (env var or file), never
+/// inlined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "sandcanary GitHub report settings")]
 pub struct GithubConfig {
     /// Repository owner (user or organisation).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub owner: String,
     /// Repository name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub repo: String,
     /// REST API base URL.
     #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Extra labels on every new issue (the fingerprint label is always added).
     #[serde(default)]
+    #[schemars(length(max = MAX_LABELS), inner(length(min = 1, max = MAX_LABEL_CHARS)))]
     pub labels: Vec<String>,
     /// Logins assigned to every new issue, e.g. a coding agent's account.
     #[serde(default)]
+    #[schemars(length(max = MAX_ASSIGNEES))]
     pub assignees: Vec<String>,
     /// Render the issue but send nothing; needs no credentials.
     #[serde(default)]
@@ -59,7 +78,7 @@ pub struct GithubConfig {
 }
 
 /// Policy for the open issues of a Rollout whose newer canary revision passed its analysis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OnRecovery {
     /// Comment on each open issue (which revision passed, the new table) and leave it open.
@@ -72,7 +91,7 @@ pub enum OnRecovery {
 }
 
 /// Policy for a regression whose earlier issue was closed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ClosedMatch {
     /// Open a new issue that links to the closed one (someone decided the old one was done).
@@ -83,8 +102,9 @@ pub enum ClosedMatch {
 }
 
 /// Names the secret's location; exactly one of a token source or `app` is required unless dry run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct AuthConfig {
     /// Name of an environment variable holding a personal access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,12 +118,15 @@ pub struct AuthConfig {
 }
 
 /// A GitHub App installation; the private key comes from a file or an env var.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct AppAuthConfig {
     /// The App's numeric id.
+    #[schemars(range(min = 1))]
     pub app_id: u64,
     /// The installation's numeric id in the target account.
+    #[schemars(range(min = 1))]
     pub installation_id: u64,
     /// Path of the App's PEM private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,14 +137,18 @@ pub struct AppAuthConfig {
 }
 
 /// Pacing and retry limits; the defaults follow GitHub's published REST best practices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[schemars(inline)]
 pub struct Limits {
     /// Pause between two mutating requests, in ms; values under 1000 are rejected.
+    #[schemars(range(min = 1000))]
     pub min_mutation_interval_ms: u64,
     /// Deadline of one request, in ms; a create that misses it is treated as possibly accepted.
+    #[schemars(range(min = 1))]
     pub request_timeout_ms: u64,
     /// Tries per request before giving up.
+    #[schemars(range(min = 1, max = 10))]
     pub max_attempts: u32,
     /// Longest wait the reporter accepts (Retry-After, reset time); longer means give up now.
     pub max_wait_ms: u64,
@@ -130,6 +157,7 @@ pub struct Limits {
     /// First back-off after a 5xx, timeout or transport error; doubles on each try.
     pub retry_backoff_ms: u64,
     /// Mutating requests allowed per rolling hour, far under GitHub's 500/h content limit.
+    #[schemars(range(min = 1, max = 400))]
     pub max_mutations_per_hour: u32,
 }
 
@@ -408,6 +436,25 @@ mod tests {
                 other => panic!("expected invalid {field}, got {other:?}"),
             }
         }
+    }
+
+    /// schema/github-config.schema.json is exactly what the type derives; with
+    /// `SANDCANARY_WRITE_SCHEMAS=1` the test writes it instead (`make schemas`).
+    #[test]
+    fn schema_file_is_derived_from_the_type() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/github-config.schema.json"
+        );
+        let derived = serde_json::to_string_pretty(&super::config_schema()).unwrap() + "\n";
+        if std::env::var_os("SANDCANARY_WRITE_SCHEMAS").is_some() {
+            std::fs::write(path, &derived).unwrap();
+        }
+        let file = std::fs::read_to_string(path).unwrap();
+        assert!(
+            file == derived,
+            "{path} is not what GithubConfig derives: run `make schemas` and commit the result"
+        );
     }
 
     /// The published JSON Schema and the serde names must agree, key for key.

@@ -31,7 +31,8 @@ mod verdict;
 
 pub use api::{CommentRef, IssueApi, IssueRef, IssueState};
 pub use config::{
-    AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits, OnRecovery,
+    AppAuthConfig, AuthConfig, CONFIG_SCHEMA_ID, ClosedMatch, DEFAULT_API_URL, GithubConfig,
+    Limits, OnRecovery, config_schema,
 };
 pub use error::{ApiError, GithubConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};

@@ -1,5 +1,6 @@
 //! Choosing and building a judge from configuration (the plugin's JSON).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Judge;
@@ -15,11 +16,12 @@ pub enum JudgeConfigError {
     Invalid { field: String, why: String },
 }
 
-/// One judge and its settings, tagged by `type`.
+/// One judge and its settings, tagged by `type` (plugin/judge/README.md).
 // Parsed once per measurement; the LLM variant is larger because of its secret references.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[schemars(rename = "judge")]
 pub enum JudgeConfig {
     Threshold(ThresholdConfig),
     Statistical(StatisticalConfig),

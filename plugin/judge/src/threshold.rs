@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::JudgeConfigError;
@@ -14,10 +15,11 @@ use crate::stats::describe::Describe;
 use crate::verdict::{Classification, MetricResult, Verdict, VerdictPhase, round2};
 
 /// Limits for the metrics a pattern names (`warm.total_ms`, `*.goto_ms`); values in ms.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limit {
     #[serde(rename = "match")]
+    #[schemars(length(min = 1))]
     pub pattern: String,
     pub median: Option<f64>,
     pub p90: Option<f64>,
@@ -25,24 +27,27 @@ pub struct Limit {
 }
 
 /// A maximum error rate for the scenarios a pattern names.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorRateLimit {
     #[serde(rename = "match")]
     pub pattern: String,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max: f64,
 }
 
 /// Settings of the threshold judge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ThresholdConfig {
     pub limits: Vec<Limit>,
     /// Share of failed iterations allowed in every scenario (0-1); `null` disables the check.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_error_rate: Option<f64>,
     /// Per-scenario error-rate limits; the first match wins over `maxErrorRate`.
     pub error_rates: Vec<ErrorRateLimit>,
     /// A limited metric with fewer canary samples than this cannot be checked (Inconclusive).
+    #[schemars(range(min = 1))]
     pub min_samples: usize,
 }
 

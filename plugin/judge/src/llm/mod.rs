@@ -17,6 +17,7 @@ pub mod secret;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -33,7 +34,7 @@ use self::prompt::{ContextText, Limits, PromptInput};
 use self::provider::{Provider, RetryPolicy};
 
 /// Which service answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ProviderConfig {
     Gemini(GeminiConfig),
@@ -43,7 +44,7 @@ pub enum ProviderConfig {
 }
 
 /// How much the model's answer may change the statistical verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// The model can make the verdict stricter, never more lenient: it cannot turn a statistical
@@ -57,17 +58,19 @@ pub enum Mode {
 }
 
 /// Settings of the LLM judge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LlmConfig {
     pub provider: ProviderConfig,
     /// Answers below this confidence (0-100) are not used.
     #[serde(default = "default_threshold")]
+    #[schemars(range(max = 100))]
     pub confidence_threshold: u8,
     #[serde(default)]
     pub mode: Mode,
     /// Budget for the whole exchange, retries included.
     #[serde(default = "default_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_seconds: f64,
     /// Retries on 429 and 5xx only.
     #[serde(default = "default_retries")]
@@ -76,6 +79,7 @@ pub struct LlmConfig {
     pub extra_prompt: Option<String>,
     /// Bytes of each extra context text (pod logs) kept.
     #[serde(default = "default_context_bytes")]
+    #[schemars(range(min = 1))]
     pub max_context_bytes: usize,
     /// The statistical judge used for the prompt and as the fallback.
     #[serde(default)]
