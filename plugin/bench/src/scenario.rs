@@ -64,9 +64,9 @@ impl FromStr for Scenario {
     }
 }
 
-/// The timed phases of one sample, serialized as the columns `connect_ms`, `newPage_ms`, `goto_ms` and
-/// `total_ms` (the names the sandbox proxy's published bench tables use). For the MCP scenario they mean
-/// initialize, tools/list and the navigate tool call.
+/// The timed phases of one sample, serialized as the columns `connect_ms`, `newPage_ms`,
+/// `goto_ms` and `total_ms` (the names the Go sandbox proxy's published bench tables use). For the
+/// MCP scenario they mean initialize, tools/list and the navigate tool call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimedPhase {
     #[serde(rename = "connect_ms")]

@@ -162,9 +162,9 @@ pub struct RolloutInfo {
 pub const CONFIG_SCHEMA_ID: &str =
     "https://example.invalid/sandcanary/sandcanary-config.schema.json";
 
-/// The JSON Schema of [`CanaryConfig`], derived from the types (schema/sandcanary-config.schema.json
-/// is this, written by a test). What a schema cannot say (credentials unless a dry run, distinct
-/// scenarios' meaning, URLs that parse) is left to [`CanaryConfig::validate`].
+/// The JSON Schema of [`CanaryConfig`], derived from the types; the checked-in
+/// schema/sandcanary-config.schema.json is this (written by `make schemas`). What a schema cannot
+/// say (credentials unless a dry run, URLs that parse) is left to [`CanaryConfig::validate`].
 pub fn config_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(CanaryConfig);
     schema.insert("$id".into(), CONFIG_SCHEMA_ID.into());

@@ -367,8 +367,8 @@ mod tests {
         assert_eq!(err, want);
     }
 
-    /// The same for the plugin's own stream (7, plugin → controller), which starts a fresh gob type
-    /// table.
+    /// The same for the plugin's own stream (7, plugin → controller), which starts a fresh gob
+    /// type table.
     #[test]
     fn plugin_stream_replies_match_go_net_rpc_bytes() {
         let mut enc = Encoder::new();

@@ -1,6 +1,6 @@
 //! The work behind one measurement. [`Job`] is the seam: the bench job
-//! ([`crate::bench_job::BenchJob`]) measures and judges; [`PlaceholderJob`] only waits and reports a
-//! scripted verdict, for protocol tests.
+//! ([`crate::bench_job::BenchJob`]) measures and judges; [`PlaceholderJob`] only waits and reports
+//! a scripted verdict, for protocol tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

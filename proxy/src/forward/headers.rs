@@ -15,8 +15,8 @@ fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item =
         .filter(|t| !t.is_empty())
 }
 
-/// A WebSocket upgrade: `Connection` lists `upgrade` (in any of its lines; a list split over several
-/// lines is one list) and `Upgrade` lists `websocket`.
+/// A WebSocket upgrade: `Connection` lists `upgrade` (in any of its lines; a list split over
+/// several lines is one list) and `Upgrade` lists `websocket`.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     tokens(headers, &header::CONNECTION).any(|t| t == "upgrade")
         && tokens(headers, &header::UPGRADE).any(|t| t == "websocket")

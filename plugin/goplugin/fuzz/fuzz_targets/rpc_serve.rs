@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use goplugin::gob::Limits;
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService, MetricProvider, AnalysisPhase,
-    RunArgs, TerminateAndResumeArgs,
+    AnalysisPhase, GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService,
+    MetricProvider, RunArgs, TerminateAndResumeArgs,
 };
 use goplugin::rpc::{self, Router};
 use libfuzzer_sys::fuzz_target;
