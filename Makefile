@@ -15,7 +15,7 @@ TEST_TARGETS :=
 BENCH_TARGETS :=
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help setup setup-demo setup-system setup-node build lint test-rust test demo bench install
+.PHONY: help setup setup-demo setup-system setup-node build lint schemas test-rust test demo bench install
 help:
 	@echo "make demo     start the proxy on the local backend and run the cold/warm/restore bench through it"
 	@echo "make install  put sandcanary-proxy, sandcanary-bench and sandcanary-plugin in \$$PREFIX/bin (~/.local/bin)"
@@ -43,6 +43,12 @@ build: setup
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The plugin's JSON Schemas (plugin/canary/schema, plugin/github/schema) are derived from the config
+# types with schemars; this rewrites the checked-in files, whose tests fail until they match.
+schemas:
+	SANDCANARY_WRITE_SCHEMAS=1 $(CARGO) test -p sandcanary-github --lib schema_file_is_derived_from_the_type
+	SANDCANARY_WRITE_SCHEMAS=1 $(CARGO) test -p sandcanary-canary --test schema schema_file_is_derived_from_the_type
 
 test-rust: setup
 	$(CARGO) test --workspace

@@ -1,4 +1,4 @@
-# goplugin (plugin/goplugin, plugin/analysis, test/conformance): the Rust crates' own tests run in
+# goplugin (plugin/goplugin, plugin/provider, test/conformance): the Rust crates' own tests run in
 # `cargo test --workspace`; this fragment adds the Go conformance harness, which drives the Rust
 # plugin binaries with argo-rollouts' real Go client, against three argo release lines.
 GOPLUGIN_CONFORMANCE := test/conformance
@@ -22,7 +22,7 @@ goplugin-bins:
 	$(CARGO) build -p goplugin --examples
 	$(CARGO) build -p sandcanary-plugin --bin sandcanary-plugin
 
-# C10 idles 90 s (past the 75 s stream-open deadline) on the main line and one keepalive (35 s)
+# TestC10Idle idles 90 s (past the 75 s stream-open deadline) on the main line and one keepalive (35 s)
 # on the others, to keep CI time down.
 test-goplugin: setup-go-goplugin goplugin-bins
 	cd $(GOPLUGIN_CONFORMANCE) && for m in $(GOPLUGIN_ARGO_MODFILES); do \

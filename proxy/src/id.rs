@@ -1,12 +1,13 @@
 //! The one rule for sandbox ids, wherever they come from (static map, token header, pod label,
 //! session API path). Ids become object names, directory names, actor names and URL path segments,
-//! so besides the reference's character set they must not be the dot segments `.` and `..`.
+//! so besides the character set (1-63 of `[A-Za-z0-9._-]`) they must not be the dot segments
+//! `.` and `..`.
 
 /// The rule, as error messages state it.
 pub const RULE: &str = "1-63 characters of [A-Za-z0-9._-], not \".\" or \"..\"";
 
-/// Whether `id` may name a sandbox: 1-63 characters of `[A-Za-z0-9._-]` (the label values the
-/// reference accepted), except `.` and `..`.
+/// Whether `id` may name a sandbox: 1-63 characters of `[A-Za-z0-9._-]` (the characters and length
+/// of a Kubernetes label value), except `.` and `..`.
 pub fn valid(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63

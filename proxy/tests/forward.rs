@@ -1,5 +1,5 @@
-//! The data path over real sockets: identity, HTTP streaming, WebSocket splicing, bad input
-//! (sandbox-proxy.md §9 A, E, F, G). Sandboxes are played by small servers in this file; the backend
+//! The data path over real sockets: identity, HTTP streaming, WebSocket splicing, bad input.
+//! Sandboxes are played by small servers in this file; the backend
 //! is scripted so each test controls where a session points.
 
 mod support;
@@ -526,7 +526,8 @@ async fn upgrade_requests_keep_path_query_and_websocket_headers() {
     let (ws, heads, paths) = ws_echo().await;
     let b = FakeBackend::new(endpoint(ws, None, "sb"));
     let p = default_proxy(b).await;
-    // Connection split over two lines, mixed case: still an upgrade (the reference missed it).
+    // Connection split over two lines, mixed case: still an upgrade (reading only the first line
+    // misses it).
     let mut s = connect_from("127.0.0.2", p.data_addr).await;
     s.write_all(
         b"GET /custom-ws-path?x=1 HTTP/1.1\r\nHost: proxy.test\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n\

@@ -1,4 +1,4 @@
-//! The `pods` identity source against a real kube-apiserver (spec §9 A): client pods are API objects
+//! The `pods` identity source against a real kube-apiserver: client pods are API objects
 //! whose status (phase, IPs) the test writes, as a kubelet would.
 
 mod kube_support;
@@ -103,7 +103,7 @@ async fn labelled_pods_are_identified_from_the_cache_and_others_get_a_fast_unkno
     .await;
     wait_cached(&ident, "127.0.0.21", Some("alice")).await;
 
-    // A1: a cache hit issues no API call.
+    // A cache hit issues no API call.
     let before = ident.fallback_lists();
     assert_eq!(
         ident.identify(ip("127.0.0.21"), &HeaderMap::new()).await,
@@ -117,7 +117,7 @@ async fn labelled_pods_are_identified_from_the_cache_and_others_get_a_fast_unkno
     );
     assert_eq!(ident.fallback_lists(), before);
 
-    // A2, A3, A7: unknown address, empty label, no label, other namespace: unknown, within the budget.
+    // Unknown address, empty label, no label, other namespace: unknown, within the budget.
     for addr in ["127.0.0.29", "127.0.0.22", "127.0.0.23", "127.0.0.24"] {
         let t = Instant::now();
         assert_eq!(
@@ -132,7 +132,7 @@ async fn labelled_pods_are_identified_from_the_cache_and_others_get_a_fast_unkno
         );
     }
 
-    // A6: forwarding headers do not choose the identity.
+    // Forwarding headers do not choose the identity.
     let mut h = HeaderMap::new();
     h.insert("x-forwarded-for", "127.0.0.21".parse().unwrap());
     h.insert("forwarded", "for=127.0.0.21".parse().unwrap());
@@ -177,7 +177,7 @@ async fn the_fallback_finds_a_pod_whose_address_appears_late_and_is_single_fligh
 
     let ident = Arc::new(synced(&client, &ns, "playwright-id", Duration::from_secs(6)).await);
 
-    // A4: the request arrives before the pod has its IP; the IP is written 1.5 s later.
+    // The request arrives before the pod has its IP; the IP is written 1.5 s later.
     pod(&pods, "late", json!({"playwright-id": "late"}), None, false).await;
     let writer = {
         let pods = pods.clone();
@@ -207,7 +207,7 @@ async fn the_fallback_finds_a_pod_whose_address_appears_late_and_is_single_fligh
     );
     assert_eq!(ident.fallback_lists(), lists);
 
-    // A5: twenty concurrent requests from one unknown address share one lookup.
+    // Twenty concurrent requests from one unknown address share one lookup.
     let short = Arc::new(synced(&client, &ns, "playwright-id", Duration::from_secs(1)).await);
     let lists = short.fallback_lists();
     let t = Instant::now();
@@ -231,7 +231,7 @@ async fn finished_and_deleting_pods_are_not_routable_and_reused_addresses_follow
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let ident = synced(&client, &ns, "playwright-id", Duration::from_millis(500)).await;
 
-    // A8: a finished pod loses its address at once, before the object is deleted.
+    // A finished pod loses its address at once, before the object is deleted.
     pod(
         &pods,
         "old",
@@ -259,7 +259,7 @@ async fn finished_and_deleting_pods_are_not_routable_and_reused_addresses_follow
     .await;
     wait_cached(&ident, "127.0.0.40", Some("bob")).await;
 
-    // A9: the old pod's deletion does not remove the new mapping.
+    // The old pod's deletion does not remove the new mapping.
     remove_pod(&pods, "old").await;
     eventually(Duration::from_secs(15), "old pod gone", || {
         let pods = pods.clone();

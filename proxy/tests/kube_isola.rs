@@ -1,5 +1,5 @@
-//! The `isola` backend against a real kube-apiserver with isola's Sandbox CRD (spec §9 H 66, 71); the
-//! test plays the isola operator by writing status through `/status`.
+//! The `isola` backend against a real kube-apiserver with isola's Sandbox CRD; the test
+//! plays the isola operator by writing status through `/status`.
 
 mod kube_support;
 

@@ -1,5 +1,5 @@
-//! The `karssandbox` backend against a real kube-apiserver with the KARS CRD (spec §9 H 65); the
-//! test plays the KARS controller: it writes the phase and namespace through `/status` and creates
+//! The `karssandbox` backend against a real kube-apiserver with the KARS CRD; the test
+//! plays the KARS controller: it writes the phase and namespace through `/status` and creates
 //! the sandbox pod in that namespace.
 
 mod kube_support;

@@ -1,5 +1,5 @@
-//! The `sandboxclaim` backend against a real kube-apiserver with the agent-sandbox CRDs (spec §9 H
-//! 60-64, 71). The test plays the agent-sandbox controller by writing claim status through `/status`.
+//! The `sandboxclaim` backend against a real kube-apiserver with the agent-sandbox CRDs. The
+//! test plays the agent-sandbox controller by writing claim status through `/status`.
 
 mod kube_support;
 
@@ -86,7 +86,7 @@ async fn ensure_creates_the_exact_claim_and_waits_for_ready_with_pod_ips() {
     let task = ensure(&f, "alice");
     let claim = wait_exists(&f.claims, "pw-alice").await;
 
-    // H60: the manifest of §5.1, as stored by the server.
+    // The claim the backend writes (`sandbox_claim::manifest`), as stored by the server.
     let v = serde_json::to_value(&claim).unwrap();
     assert_eq!(v["apiVersion"], "extensions.agents.x-k8s.io/v1beta1");
     assert_eq!(v["kind"], "SandboxClaim");
@@ -101,7 +101,7 @@ async fn ensure_creates_the_exact_claim_and_waits_for_ready_with_pod_ips() {
         json!({"labels": {"sandbox.users.io/playwright-id": "alice"}})
     );
 
-    // H62: Ready=True without pod IPs is not ready.
+    // Ready=True without pod IPs is not ready.
     set_status(
         &f.claims,
         "pw-alice",
@@ -142,7 +142,7 @@ async fn ensure_creates_the_exact_claim_and_waits_for_ready_with_pod_ips() {
         format!("{}/sb-alice", claim.metadata.uid.as_deref().unwrap())
     );
 
-    // H61: an existing ready claim is used as it is (no second object, same uid).
+    // An existing ready claim is used as it is (no second object, same uid).
     let again = f.backend.ensure("alice").await.unwrap();
     assert_eq!(again, ep);
 }
@@ -152,7 +152,7 @@ async fn ensure_creates_the_exact_claim_and_waits_for_ready_with_pod_ips() {
 async fn an_existing_claim_is_adopted_and_terminal_reasons_fail_fast() {
     let f = fixture("kp-terminal", "playwright-id").await;
 
-    // H61: a claim created by someone else first (the create gets 409) is adopted.
+    // A claim created by someone else first (the create gets 409) is adopted.
     let existing: DynamicObject = serde_json::from_value(manifest(&f.settings, "bob")).unwrap();
     let created = f
         .claims
@@ -177,7 +177,7 @@ async fn an_existing_claim_is_adopted_and_terminal_reasons_fail_fast() {
             .starts_with(created.metadata.uid.as_deref().unwrap())
     );
 
-    // H63: every terminal reason ends the wait at once, and the broken claim is removed so the next
+    // Every terminal reason ends the wait at once, and the broken claim is removed so the next
     // request starts over.
     for (i, reason) in [
         "WarmPoolNotFound",
@@ -305,10 +305,10 @@ async fn a_claim_being_deleted_is_waited_out_and_replaced() {
 #[ignore = "needs the real API server: make test-kube-proxy"]
 async fn delete_tolerates_missing_claims_and_list_returns_managed_ids_including_hashed_names() {
     let f = fixture("kp-list", "example.com/pw").await;
-    // H64: deleting what does not exist is success.
+    // Deleting what does not exist is success.
     f.backend.delete("nobody").await.unwrap();
 
-    // H71 + A11: ids that are not valid names get a hashed name and round-trip through list; the
+    // Ids that are not valid names get a hashed name and round-trip through list; the
     // custom key labels the claim and is used verbatim on the pod.
     for id in ["plain", "Upper_Case.id"] {
         let task = ensure(&f, id);

@@ -1,4 +1,4 @@
-//! Session manager semantics against a scripted backend (sandbox-proxy.md §9 B, C, D).
+//! Session manager semantics against a scripted backend.
 
 mod support;
 
@@ -116,7 +116,8 @@ async fn a_client_that_goes_away_does_not_cancel_the_shared_ensure() {
 
 #[tokio::test]
 async fn the_wait_budget_covers_a_slow_ensure() {
-    // ENSURE_TIMEOUT 3 s and an ensure of 2.5 s: the reference's fixed budget would have given up.
+    // ENSURE_TIMEOUT 3 s and an ensure of 2.5 s: the wait lasts ENSURE_TIMEOUT, not a shorter fixed
+    // budget.
     let b = FakeBackend::new(ep(1));
     b.push(Step::Slow(Duration::from_millis(2500), ep(4)));
     let m = SessionManager::new(

@@ -273,7 +273,7 @@ async fn never_running_failed_boot_and_unreachable_workloads_fail_cleanly() {
         Err(BackendError::Timeout(m)) => assert!(m.contains("503 from the router"), "{m}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    // 404 means atenet does not know the actor: not ready (the reference took it for ready).
+    // 404 means atenet does not know the actor: not ready, although something answered.
     fake.script(|s| {
         s.gateway_503 = 0;
         s.gateway_404 = 1000;

@@ -47,7 +47,7 @@ func TestC10Idle(t *testing.T) {
 	}
 }
 
-// Raw yamux frames (12-byte big-endian header) for C16.
+// Raw yamux frames (12-byte big-endian header) for TestC16RawYamux.
 const (
 	typeData   = 0
 	typeWindow = 1

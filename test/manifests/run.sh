@@ -162,7 +162,7 @@ for pair in agent-sandbox:sandboxclaim openshell:sandboxclaim kars:karssandbox i
   expect_no delete pods -n playwright
   expect_no create pods -n playwright
   if [ -n "$rbac" ]; then
-    # Everything the reference RBAC of this backend grants (rules as "namespace resource.group verb").
+    # Everything deploy/rbac/ grants this backend (rules as "namespace resource.group verb").
     kubectl create --dry-run=client -f "$root/deploy/rbac/$rbac.yaml" -o go-template-file="$here/rules.tmpl" |
       grep . >"$work/rules" || true
     [ -s "$work/rules" ] || fail "no rules read from deploy/rbac/$rbac.yaml"

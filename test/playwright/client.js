@@ -1,5 +1,5 @@
 'use strict';
-// One Playwright session with the official client, timed like the reference bench:
+// One Playwright session with the official client, timed in the bench's phases:
 // connect -> newPage -> goto. Prints one line `RESULT {json}`; exit 1 on a failed check, 2 on an error.
 //
 // Env: PW_URL (ws://...), PW_TARGET_URL (page to load), PW_HEADERS (JSON object of extra upgrade headers,

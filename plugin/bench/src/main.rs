@@ -1,5 +1,5 @@
 //! `sandcanary-bench`: runs the cold/warm/restore bench against a proxy or local sandboxes and prints
-//! the reference table, JSON, Markdown or HTML.
+//! a table of medians per phase, JSON, Markdown or HTML.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

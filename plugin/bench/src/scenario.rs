@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -14,7 +15,9 @@ use crate::playwright::{ConnectOptions, PlaywrightClient, WaitUntil};
 use crate::target::{Endpoint, Target};
 
 /// A measured situation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
     /// No sandbox exists for the id: the connect includes creating one.
@@ -61,10 +64,11 @@ impl FromStr for Scenario {
     }
 }
 
-/// The timed phases, named as in the reference bench. For the MCP scenario they mean
-/// initialize, tools/list and the navigate tool call.
+/// The timed phases of one sample, serialized as the columns `connect_ms`, `newPage_ms`,
+/// `goto_ms` and `total_ms` (the names the Go sandbox proxy's published bench tables use). For the
+/// MCP scenario they mean initialize, tools/list and the navigate tool call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Phase {
+pub enum TimedPhase {
     #[serde(rename = "connect_ms")]
     Connect,
     #[serde(rename = "newPage_ms")]
@@ -75,15 +79,20 @@ pub enum Phase {
     Total,
 }
 
-impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Connect, Phase::NewPage, Phase::Goto, Phase::Total];
+impl TimedPhase {
+    pub const ALL: [TimedPhase; 4] = [
+        TimedPhase::Connect,
+        TimedPhase::NewPage,
+        TimedPhase::Goto,
+        TimedPhase::Total,
+    ];
 
     pub fn column(self) -> &'static str {
         match self {
-            Phase::Connect => "connect_ms",
-            Phase::NewPage => "newPage_ms",
-            Phase::Goto => "goto_ms",
-            Phase::Total => "total_ms",
+            TimedPhase::Connect => "connect_ms",
+            TimedPhase::NewPage => "newPage_ms",
+            TimedPhase::Goto => "goto_ms",
+            TimedPhase::Total => "total_ms",
         }
     }
 }
@@ -112,12 +121,12 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn phase(&self, phase: Phase) -> Option<f64> {
+    pub fn phase(&self, phase: TimedPhase) -> Option<f64> {
         match phase {
-            Phase::Connect => self.connect_ms,
-            Phase::NewPage => self.new_page_ms,
-            Phase::Goto => self.goto_ms,
-            Phase::Total => self.total_ms,
+            TimedPhase::Connect => self.connect_ms,
+            TimedPhase::NewPage => self.new_page_ms,
+            TimedPhase::Goto => self.goto_ms,
+            TimedPhase::Total => self.total_ms,
         }
     }
 }
@@ -137,7 +146,7 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     /// Playwright version announced to servers (`None`: no version check).
     pub client_version: Option<String>,
-    /// Pause between samples, as in the reference method (lets the previous session wind down).
+    /// Pause between samples (lets the previous session wind down before the next is timed).
     pub pause: Duration,
     /// Record each Playwright sample's [`Breakdown`] (the 101, newPage's parts, and Chromium's
     /// navigation timing, read after the timed part).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::scenario::{Phase, Sample, Scenario};
+use crate::scenario::{Sample, Scenario, TimedPhase};
 
 /// Summary of one phase's successful samples, in milliseconds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -60,7 +60,7 @@ pub struct CellStats {
 }
 
 impl CellStats {
-    pub fn phase(&self, phase: Phase) -> Option<&PhaseStats> {
+    pub fn phase(&self, phase: TimedPhase) -> Option<&PhaseStats> {
         self.phases.get(phase.column())
     }
 }
@@ -90,7 +90,7 @@ pub fn summarize(samples: &[Sample]) -> Vec<CellStats> {
                     .or_insert(0) += 1;
             }
             let mut phases = BTreeMap::new();
-            for p in Phase::ALL {
+            for p in TimedPhase::ALL {
                 let values: Vec<f64> = cell
                     .iter()
                     .filter(|s| s.ok)
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!((cells[0].ok, cells[0].failed), (2, 1));
         assert_eq!(cells[0].failures["goto: boom"], 1);
         assert_eq!(
-            cells[0].phase(Phase::Total).unwrap().max,
+            cells[0].phase(TimedPhase::Total).unwrap().max,
             8.0,
             "failed samples stay out of latencies"
         );

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sandcanary_canary::{CanaryConfig, Phase, Progress, RunContext, run};
+use sandcanary_canary::{CanaryConfig, Progress, RunContext, VerdictPhase, run};
 use sandcanary_github::ReportOutcome;
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         Some(other) => println!("\nGitHub: {other:?}"),
         None => {}
     }
-    if outcome.phase == Phase::Error {
+    if outcome.phase == VerdictPhase::Error {
         std::process::exit(2);
     }
     Ok(())

@@ -9,7 +9,7 @@ use sandcanary_bench::report::{Report, render_compare};
 use sandcanary_bench::scenario::{self, RunConfig, Sample};
 use sandcanary_bench::target::{ProxyTarget, ProxyTargetConfig, Target};
 use sandcanary_github::{RecoveryOutcome, ReportOutcome};
-use sandcanary_judge::{Phase, Verdict};
+use sandcanary_judge::{Verdict, VerdictPhase};
 use sandcanary_secret::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ pub struct RunContext {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// Successful, Inconclusive, Failed or Error.
-    pub phase: Phase,
+    pub phase: VerdictPhase,
     /// The judge's 0-100 score, when a judge ran.
     pub score: Option<f64>,
     /// One readable line for `Measurement.Message`.
@@ -65,7 +65,7 @@ impl Outcome {
     fn error(message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
-            phase: Phase::Error,
+            phase: VerdictPhase::Error,
             score: None,
             summary: BTreeMap::from([("error".to_string(), short(&message, 200))]),
             message,
@@ -78,7 +78,7 @@ impl Outcome {
 
     fn cancelled(table: String) -> Self {
         Self {
-            phase: Phase::Inconclusive,
+            phase: VerdictPhase::Inconclusive,
             score: None,
             message: "canary analysis cancelled".into(),
             summary: BTreeMap::from([("cancelled".to_string(), "true".to_string())]),
@@ -315,7 +315,7 @@ async fn run_inner(
     );
     let mut message = verdict.summary.clone();
     let mut issue = None;
-    if verdict.phase == Phase::Failed
+    if verdict.phase == VerdictPhase::Failed
         && let Some(github) = config.github_effective()
     {
         progress.set_stage(Stage::Reporting);
@@ -341,7 +341,7 @@ async fn run_inner(
     }
 
     let mut recovery = None;
-    if verdict.phase == Phase::Successful
+    if verdict.phase == VerdictPhase::Successful
         && let Some(github) = config.github_effective()
     {
         progress.set_stage(Stage::Reporting);
@@ -368,7 +368,7 @@ async fn run_inner(
 
     Outcome {
         phase: verdict.phase,
-        score: (verdict.phase != Phase::Error).then_some(verdict.score),
+        score: (verdict.phase != VerdictPhase::Error).then_some(verdict.score),
         message,
         summary,
         table,
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn error_outcomes_have_no_value_and_a_short_summary() {
         let o = Outcome::error("x".repeat(1000));
-        assert_eq!(o.phase, Phase::Error);
+        assert_eq!(o.phase, VerdictPhase::Error);
         assert_eq!(o.value(), "");
         assert!(o.summary["error"].len() <= 200);
     }

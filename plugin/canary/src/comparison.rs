@@ -3,7 +3,7 @@
 //! The three crates do not depend on each other on purpose; this is where their shapes meet.
 
 use sandcanary_bench::report::Report;
-use sandcanary_bench::scenario::{Phase, Sample, Scenario};
+use sandcanary_bench::scenario::{Sample, Scenario, TimedPhase};
 use sandcanary_github::{ComparisonRow, PhaseStats};
 use sandcanary_judge::{Comparison, FailedSample, ScenarioSamples, TargetSamples};
 
@@ -31,7 +31,7 @@ fn side(samples: &[Sample], target: &str) -> TargetSamples {
             .entry(s.scenario.as_str().to_string())
             .or_default();
         if s.ok {
-            for phase in Phase::ALL {
+            for phase in TimedPhase::ALL {
                 if let Some(v) = s.phase(phase) {
                     cell.phases
                         .entry(phase.column().to_string())
@@ -70,7 +70,7 @@ pub fn to_rows(report: &Report) -> Vec<ComparisonRow> {
         let (Some(a), Some(b)) = (cell(STABLE, sc), cell(CANARY, sc)) else {
             continue;
         };
-        for p in Phase::ALL {
+        for p in TimedPhase::ALL {
             let (Some(sa), Some(sb)) = (a.phase(p), b.phase(p)) else {
                 continue;
             };

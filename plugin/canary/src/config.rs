@@ -14,7 +14,9 @@ use sandcanary_github::GithubConfig;
 use sandcanary_judge::JudgeConfig;
 use sandcanary_judge::statistical::StatisticalConfig;
 pub use sandcanary_secret::{SecretError, SecretRef};
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::pod_logs::PodLogsConfig;
 
@@ -22,12 +24,12 @@ use crate::pod_logs::PodLogsConfig;
 /// whole object).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct ConfigError {
+pub struct CanaryConfigError {
     pub path: String,
     pub message: String,
 }
 
-impl ConfigError {
+impl CanaryConfigError {
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
@@ -36,9 +38,11 @@ impl ConfigError {
     }
 }
 
-/// Everything one canary analysis needs to know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The metric's `provider.plugin["sandcanary/sandcanary"]` object: which proxies to bench, how,
+/// which judge decides, and where failed verdicts are filed. Secrets are named, never inlined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "sandcanary canary analysis", transform = pod_logs_need_the_llm_judge)]
 pub struct CanaryConfig {
     /// The proxy running the current version.
     pub stable: TargetConfig,
@@ -47,6 +51,7 @@ pub struct CanaryConfig {
     /// Seconds between `Resume` calls. Read by the protocol side; accepted here so that one type
     /// and one schema describe the whole object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub poll_seconds: Option<u64>,
     /// Bearer token of both proxies' session API (`SESSION_API_TOKEN` of the proxy).
     pub session_api_token: SecretRef,
@@ -54,28 +59,35 @@ pub struct CanaryConfig {
     pub identity_token: SecretRef,
     /// Header that names the sandbox id on the data port.
     #[serde(default = "default_id_header")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub id_header: String,
     /// Situations to measure, interleaved between stable and canary.
     #[serde(default = "default_scenarios")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub scenarios: Vec<Scenario>,
     /// Samples per scenario and target.
     #[serde(default = "default_samples")]
+    #[schemars(range(min = 1, max = MAX_SAMPLES))]
     pub samples: usize,
     /// Pause between samples, so the previous session winds down first.
     #[serde(default = "default_pause_ms")]
+    #[schemars(range(max = MAX_PAUSE_MS))]
     pub pause_ms: u64,
     /// Page the sandboxes navigate to. Without it the plugin serves a fixture page on
     /// 127.0.0.1, which only sandboxes on the same host (the local backend) can reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub page_url: Option<String>,
     /// Title the page must have; with the built-in fixture page it is checked automatically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_title: Option<String>,
     /// Deadline of one connect (cold starts included).
     #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_SECONDS))]
     pub connect_timeout_seconds: u64,
     /// Deadline of one navigation.
     #[serde(default = "default_goto_timeout")]
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_SECONDS))]
     pub goto_timeout_seconds: u64,
     /// Which judge decides, and its settings (the judge crate's own config).
     #[serde(default = "default_judge")]
@@ -106,31 +118,86 @@ pub struct CanaryConfig {
 
 /// One proxy: its data port (Playwright clients connect there) and admin port (session API).
 /// Each URL is given either directly or as the name of an AnalysisRun argument holding it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "target", transform = url_or_arg)]
 pub struct TargetConfig {
+    /// Data port, where Playwright clients connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(https?|wss?)://"))]
     pub data_url: Option<String>,
+    /// Admin port with the session API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub admin_url: Option<String>,
+    /// The AnalysisRun argument holding the data port's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub data_url_arg: Option<String>,
+    /// The AnalysisRun argument holding the admin port's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub admin_url_arg: Option<String>,
 }
 
-/// Revisions and links of the rollout under analysis; usually filled with `{{args.*}}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Revisions and links of the rollout under analysis, for the report and its fingerprint;
+/// usually filled with `{{args.*}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct RolloutInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub rollout_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
     pub analysis_run_url: Option<String>,
+}
+
+/// `$id` of [`config_schema`].
+pub const CONFIG_SCHEMA_ID: &str =
+    "https://example.invalid/sandcanary/sandcanary-config.schema.json";
+
+/// The JSON Schema of [`CanaryConfig`], derived from the types; the checked-in
+/// schema/sandcanary-config.schema.json is this (written by `make schemas`). What a schema cannot
+/// say (credentials unless a dry run, URLs that parse) is left to [`CanaryConfig::validate`].
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(CanaryConfig);
+    schema.insert("$id".into(), CONFIG_SCHEMA_ID.into());
+    schema.to_value()
+}
+
+/// Schema rule across keys: `podLogs` is read only by the llm judge, so it needs `judge.type` llm.
+fn pod_logs_need_the_llm_judge(schema: &mut Schema) {
+    schema.insert("if".into(), json!({ "required": ["podLogs"] }));
+    schema.insert(
+        "then".into(),
+        json!({
+            "required": ["judge"],
+            "properties": { "judge": { "properties": { "type": { "const": "llm" } } } }
+        }),
+    );
+}
+
+/// Schema rule across keys: each URL of a target exactly once, directly or as an argument.
+fn url_or_arg(schema: &mut Schema) {
+    let exactly_one = |a: &str, b: &str| {
+        json!({ "oneOf": [
+            { "required": [a], "not": { "required": [b] } },
+            { "required": [b], "not": { "required": [a] } }
+        ] })
+    };
+    schema.insert(
+        "allOf".into(),
+        json!([
+            exactly_one("dataUrl", "dataUrlArg"),
+            exactly_one("adminUrl", "adminUrlArg")
+        ]),
+    );
 }
 
 fn default_true() -> bool {
@@ -172,7 +239,7 @@ pub struct ResolvedTarget {
 
 impl CanaryConfig {
     /// Parses and validates raw JSON.
-    pub fn from_json(raw: &[u8]) -> Result<Self, ConfigError> {
+    pub fn from_json(raw: &[u8]) -> Result<Self, CanaryConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(raw);
         let config: Self = serde_path_to_error::deserialize(de).map_err(path_error)?;
         config.validate()?;
@@ -180,14 +247,14 @@ impl CanaryConfig {
     }
 
     /// Parses and validates an already-decoded JSON object (the protocol side's leftover keys).
-    pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+    pub fn from_value(value: serde_json::Value) -> Result<Self, CanaryConfigError> {
         let config: Self = serde_path_to_error::deserialize(value).map_err(path_error)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what types alone cannot: ranges, shapes, and each part's own validation.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), CanaryConfigError> {
         self.stable.validate_shape("stable")?;
         self.canary.validate_shape("canary")?;
         check_secret("sessionApiToken", &self.session_api_token)?;
@@ -195,7 +262,10 @@ impl CanaryConfig {
         if let Some(p) = self.poll_seconds
             && !(1..=3600).contains(&p)
         {
-            return Err(ConfigError::at("pollSeconds", "must be between 1 and 3600"));
+            return Err(CanaryConfigError::at(
+                "pollSeconds",
+                "must be between 1 and 3600",
+            ));
         }
         if self.id_header.is_empty()
             || !self
@@ -203,33 +273,33 @@ impl CanaryConfig {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "idHeader",
                 "must be a header name ([A-Za-z0-9_-]+)",
             ));
         }
         if self.scenarios.is_empty() {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "scenarios",
                 "must name at least one scenario",
             ));
         }
         for (i, s) in self.scenarios.iter().enumerate() {
             if self.scenarios[..i].contains(s) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     format!("scenarios[{i}]"),
                     format!("{s} is listed twice"),
                 ));
             }
         }
         if !(1..=MAX_SAMPLES).contains(&self.samples) {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "samples",
                 format!("must be between 1 and {MAX_SAMPLES}"),
             ));
         }
         if self.pause_ms > MAX_PAUSE_MS {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "pauseMs",
                 format!("must be at most {MAX_PAUSE_MS}"),
             ));
@@ -239,7 +309,7 @@ impl CanaryConfig {
             ("gotoTimeoutSeconds", self.goto_timeout_seconds),
         ] {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     key,
                     format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
                 ));
@@ -257,13 +327,14 @@ impl CanaryConfig {
             }
         }
         // Building the judge is its validation; its errors name a field inside `judge`.
-        if let Err(sandcanary_judge::ConfigError::Invalid { field, why }) = self.judge.build() {
-            return Err(ConfigError::at(format!("judge.{field}"), why));
+        if let Err(sandcanary_judge::JudgeConfigError::Invalid { field, why }) = self.judge.build()
+        {
+            return Err(CanaryConfigError::at(format!("judge.{field}"), why));
         }
         if let Some(logs) = &self.pod_logs {
             logs.validate()?;
             if !matches!(self.judge, JudgeConfig::Llm(_)) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     "podLogs",
                     "only the llm judge reads pod logs; set judge.type to llm or remove podLogs",
                 ));
@@ -274,7 +345,7 @@ impl CanaryConfig {
             // A dry run at the top level means the GitHub settings need no credentials either.
             gh.dry_run |= self.dry_run;
             gh.validate()
-                .map_err(|e| ConfigError::at("github", e.to_string()))?;
+                .map_err(|e| CanaryConfigError::at("github", e.to_string()))?;
         }
         Ok(())
     }
@@ -291,7 +362,7 @@ impl CanaryConfig {
     pub fn resolve_targets(
         &self,
         args: &BTreeMap<String, String>,
-    ) -> Result<(ResolvedTarget, ResolvedTarget), ConfigError> {
+    ) -> Result<(ResolvedTarget, ResolvedTarget), CanaryConfigError> {
         Ok((
             self.stable.resolve("stable", args)?,
             self.canary.resolve("canary", args)?,
@@ -300,27 +371,27 @@ impl CanaryConfig {
 }
 
 impl TargetConfig {
-    fn validate_shape(&self, side: &str) -> Result<(), ConfigError> {
+    fn validate_shape(&self, side: &str) -> Result<(), CanaryConfigError> {
         for (url, arg, name) in [
             (&self.data_url, &self.data_url_arg, "dataUrl"),
             (&self.admin_url, &self.admin_url_arg, "adminUrl"),
         ] {
             match (url, arg) {
                 (Some(_), Some(_)) => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}"),
                         format!("give either {name} or {name}Arg, not both"),
                     ));
                 }
                 (None, None) => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}"),
                         format!("missing: the {side} target needs {name} or {name}Arg"),
                     ));
                 }
                 (Some(u), None) => check_target_url(side, name, u)?,
                 (None, Some(a)) if a.trim().is_empty() => {
-                    return Err(ConfigError::at(
+                    return Err(CanaryConfigError::at(
                         format!("{side}.{name}Arg"),
                         "must name an argument",
                     ));
@@ -335,13 +406,13 @@ impl TargetConfig {
         &self,
         side: &str,
         args: &BTreeMap<String, String>,
-    ) -> Result<ResolvedTarget, ConfigError> {
+    ) -> Result<ResolvedTarget, CanaryConfigError> {
         let pick = |url: &Option<String>, arg: &Option<String>, name: &str| {
             if let Some(u) = url {
                 return Ok(u.clone());
             }
             let Some(arg) = arg else {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     format!("{side}.{name}"),
                     format!("missing: the {side} target needs {name} or {name}Arg"),
                 ));
@@ -350,7 +421,7 @@ impl TargetConfig {
                 .get(arg)
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| {
-                    ConfigError::at(
+                    CanaryConfigError::at(
                         format!("{side}.{name}Arg"),
                         format!("the AnalysisRun has no (non-empty) argument named {arg:?}"),
                     )
@@ -365,7 +436,7 @@ impl TargetConfig {
     }
 }
 
-fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), ConfigError> {
+fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), CanaryConfigError> {
     let path = format!("{side}.{name}");
     if name.starts_with("dataUrl") {
         check_url(&path, value, &["http", "https", "ws", "wss"])
@@ -374,20 +445,20 @@ fn check_target_url(side: &str, name: &str, value: &str) -> Result<(), ConfigErr
     }
 }
 
-fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), CanaryConfigError> {
     let parsed = url::Url::parse(value)
-        .map_err(|e| ConfigError::at(path, format!("not a URL ({e}): {value:?}")))?;
+        .map_err(|e| CanaryConfigError::at(path, format!("not a URL ({e}): {value:?}")))?;
     if !schemes.contains(&parsed.scheme()) {
-        return Err(ConfigError::at(
+        return Err(CanaryConfigError::at(
             path,
             format!("scheme must be one of {}", schemes.join(", ")),
         ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::at(path, "URL has no host"));
+        return Err(CanaryConfigError::at(path, "URL has no host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ConfigError::at(
+        return Err(CanaryConfigError::at(
             path,
             "URL must not carry credentials (use sessionApiToken / identityToken)",
         ));
@@ -396,16 +467,16 @@ fn check_url(path: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigErro
 }
 
 /// A secret reference's shape, as a configuration error at `path` (and the field inside it).
-fn check_secret(path: &str, r: &SecretRef) -> Result<(), ConfigError> {
+fn check_secret(path: &str, r: &SecretRef) -> Result<(), CanaryConfigError> {
     r.check().map_err(|e| match e {
         SecretError::Invalid { field, why } if !field.is_empty() => {
-            ConfigError::at(format!("{path}.{field}"), why)
+            CanaryConfigError::at(format!("{path}.{field}"), why)
         }
-        e => ConfigError::at(path, e.to_string()),
+        e => CanaryConfigError::at(path, e.to_string()),
     })
 }
 
-fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> CanaryConfigError {
     let path = e.path().to_string();
     let inner = e.into_inner();
     // serde_json appends " at line L column C"; the path is the more useful locator.
@@ -413,7 +484,7 @@ fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
     }
-    ConfigError::at(path, hide_string_values(&message))
+    CanaryConfigError::at(path, hide_string_values(&message))
 }
 
 /// serde quotes the offending string (`invalid type: string "…", expected …`). A string where a
@@ -444,7 +515,7 @@ mod tests {
         })
     }
 
-    fn err(v: serde_json::Value) -> ConfigError {
+    fn err(v: serde_json::Value) -> CanaryConfigError {
         CanaryConfig::from_value(v).unwrap_err()
     }
 

@@ -240,7 +240,7 @@ mod tests {
         );
         let verdict = Verdict {
             judge: "statistical".into(),
-            phase: sandcanary_judge::Phase::Failed,
+            phase: sandcanary_judge::VerdictPhase::Failed,
             score: 0.0,
             metrics: vec![MetricResult {
                 metric: "warm.total_ms".into(),

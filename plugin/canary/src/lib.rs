@@ -14,10 +14,14 @@ pub mod pod_logs;
 pub mod progress;
 
 pub use analysis::{Outcome, RunContext, run, run_with_logs};
-pub use config::{CanaryConfig, ConfigError, ResolvedTarget, SecretRef, TargetConfig};
+pub use config::{
+    CONFIG_SCHEMA_ID, CanaryConfig, CanaryConfigError, ResolvedTarget, SecretRef, TargetConfig,
+    config_schema,
+};
 pub use pod_logs::{LogError, LogRequest, LogSource, PodLog, PodLogsConfig};
 pub use progress::{Progress, Stage};
-pub use sandcanary_judge::Phase;
+pub use sandcanary_judge::VerdictPhase;
 
-/// The JSON Schema of [`CanaryConfig`] (kept in step with the type by a test).
+/// The JSON Schema of [`CanaryConfig`] as published: [`config_schema`]'s output, checked in and
+/// kept identical by `tests/schema.rs`.
 pub const CONFIG_SCHEMA: &str = include_str!("../schema/sandcanary-config.schema.json");

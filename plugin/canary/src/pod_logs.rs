@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sandcanary_judge::llm::prompt::{ContextText, redact};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::CanaryConfigError;
 
-/// Containers of a service mesh that are never the proxy (as the reference plugin skips them).
+/// Containers of a service mesh that are never the proxy: skipped when no container is named.
 pub const MESH_CONTAINERS: [&str; 2] = ["istio-proxy", "istio-init"];
 
 /// How much more than `maxBytes` is read (and sent as `limitBytes`), so the newest bytes can be
@@ -25,32 +26,44 @@ pub const MAX_LOG_BYTES: u64 = 256 * 1024;
 pub const MAX_TAIL_LINES: u64 = 10_000;
 pub const MAX_LOG_TIMEOUT_SECONDS: u64 = 120;
 
-/// `podLogs`: which pods are the stable and canary proxies, and how much of their logs to read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `podLogs`: the stable and canary proxy pods' logs as untrusted, fenced context for the llm
+/// judge (only with judge type llm). Read through the Kubernetes API (in-cluster config or
+/// KUBECONFIG; needs get/list on pods and get on pods/log), bounded in size and time; a failed
+/// read never fails the analysis, it is reported as unavailable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "podLogs")]
 pub struct PodLogsConfig {
     /// Label selector of the stable proxy pods (`app=proxy,track=stable`).
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[A-Za-z0-9=!,._/-]+$"))]
     pub stable_selector: String,
     /// Label selector of the canary proxy pods.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[A-Za-z0-9=!,._/-]+$"))]
     pub canary_selector: String,
     /// Namespace of the pods; the AnalysisRun's namespace when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub namespace: Option<String>,
     /// Container to read; the first container that is not a mesh sidecar when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub container: Option<String>,
     /// Only lines newer than this; the bench's duration (plus a margin) when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub since_seconds: Option<u64>,
     /// Only the last lines.
     #[serde(default = "default_tail_lines")]
+    #[schemars(range(min = 1, max = MAX_TAIL_LINES))]
     pub tail_lines: u64,
     /// Bytes kept per side (the newest). The API returns the first `limitBytes` of the selected
-    /// lines, so [`READ_FACTOR`] times this is read and the tail kept.
+    /// lines, so `READ_FACTOR` times this is read and the tail kept.
     #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1, max = MAX_LOG_BYTES))]
     pub max_bytes: u64,
     /// Deadline for reading one side, listing included.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = MAX_LOG_TIMEOUT_SECONDS))]
     pub timeout_seconds: u64,
 }
 
@@ -65,13 +78,13 @@ fn default_timeout() -> u64 {
 }
 
 impl PodLogsConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), CanaryConfigError> {
         for (key, sel) in [
             ("podLogs.stableSelector", &self.stable_selector),
             ("podLogs.canarySelector", &self.canary_selector),
         ] {
             if !is_selector(sel) {
-                return Err(ConfigError::at(
+                return Err(CanaryConfigError::at(
                     key,
                     "must be a label selector (key=value[,key!=value,...])",
                 ));
@@ -80,7 +93,7 @@ impl PodLogsConfig {
         if let Some(ns) = &self.namespace
             && !is_dns_label(ns)
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.namespace",
                 "must be a namespace name",
             ));
@@ -88,13 +101,13 @@ impl PodLogsConfig {
         if let Some(c) = &self.container
             && !is_dns_label(c)
         {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.container",
                 "must be a container name",
             ));
         }
         if self.since_seconds == Some(0) {
-            return Err(ConfigError::at(
+            return Err(CanaryConfigError::at(
                 "podLogs.sinceSeconds",
                 "must be at least 1",
             ));
@@ -109,7 +122,10 @@ impl PodLogsConfig {
             ),
         ] {
             if !(1..=max).contains(&v) {
-                return Err(ConfigError::at(key, format!("must be between 1 and {max}")));
+                return Err(CanaryConfigError::at(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         Ok(())

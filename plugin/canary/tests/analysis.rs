@@ -11,7 +11,7 @@ mod fake_github;
 
 use std::time::{Duration, Instant};
 
-use sandcanary_canary::{CanaryConfig, Phase, Progress, RunContext, Stage, run};
+use sandcanary_canary::{CanaryConfig, Progress, RunContext, Stage, VerdictPhase, run};
 use sandcanary_github::{RecoveryOutcome, ReportOutcome};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -99,7 +99,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
         out.table,
         out.summary
     );
-    assert_eq!(out.phase, Phase::Successful, "{}", out.message);
+    assert_eq!(out.phase, VerdictPhase::Successful, "{}", out.message);
     assert!(out.score.unwrap() >= 70.0);
     assert!(out.issue.is_none());
     assert_eq!(progress.stage(), Stage::Done);
@@ -141,7 +141,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
         out.table,
         out.summary
     );
-    assert_eq!(out.phase, Phase::Failed, "{}", out.message);
+    assert_eq!(out.phase, VerdictPhase::Failed, "{}", out.message);
     let verdict = out.verdict.as_ref().unwrap();
     assert!(
         verdict.failing_metrics().contains(&"warm.total_ms"),
@@ -210,7 +210,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
         Progress::new(),
     )
     .await;
-    assert_eq!(out.phase, Phase::Successful, "{}", out.message);
+    assert_eq!(out.phase, VerdictPhase::Successful, "{}", out.message);
     assert!(
         matches!(&out.recovery, Some(RecoveryOutcome::Resolved(r)) if r.len() == 1 && r[0].closed),
         "{:?}",
@@ -253,7 +253,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
         Progress::new(),
     )
     .await;
-    assert_eq!(out.phase, Phase::Error);
+    assert_eq!(out.phase, VerdictPhase::Error);
     assert!(
         out.message.starts_with("canary target: session API"),
         "{}",
@@ -272,7 +272,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
         Progress::new(),
     )
     .await;
-    assert_eq!(out.phase, Phase::Error);
+    assert_eq!(out.phase, VerdictPhase::Error);
     assert!(out.message.contains("data port"), "{}", out.message);
 
     // A wrong session-API token.
@@ -285,7 +285,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
         Progress::new(),
     )
     .await;
-    assert_eq!(out.phase, Phase::Error);
+    assert_eq!(out.phase, VerdictPhase::Error);
     assert!(
         out.message.contains("refused the sessionApiToken"),
         "{}",
@@ -302,7 +302,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
         Progress::new(),
     )
     .await;
-    assert_eq!(out.phase, Phase::Error);
+    assert_eq!(out.phase, VerdictPhase::Error);
     assert!(
         out.message
             .starts_with("sessionApiToken: cannot read secret file"),
@@ -312,7 +312,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
     let mut ctx = context(&stable.data, "r5");
     ctx.args.clear();
     let out = run(&cfg, &ctx, CancellationToken::new(), Progress::new()).await;
-    assert_eq!(out.phase, Phase::Error);
+    assert_eq!(out.phase, VerdictPhase::Error);
     assert!(out.message.contains("canary.dataUrlArg"), "{}", out.message);
 }
 
@@ -343,7 +343,7 @@ async fn cancel_stops_the_bench_promptly_and_releases_sandboxes() {
         .expect("run must stop within 30 s of the cancel")
         .unwrap();
     eprintln!("stopped {:?} after cancel", cancelled_at.elapsed());
-    assert_eq!(out.phase, Phase::Inconclusive);
+    assert_eq!(out.phase, VerdictPhase::Inconclusive);
     assert!(out.message.contains("cancelled"), "{}", out.message);
     assert!(progress.samples().0 < progress.samples().1);
 

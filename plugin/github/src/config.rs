@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+use crate::error::GithubConfigError;
 
 /// The public GitHub REST endpoint; GitHub Enterprise and tests point `apiUrl` elsewhere.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -23,22 +24,40 @@ const MAX_ASSIGNEES: usize = 10;
 /// Caller-supplied labels beyond this are almost certainly a mistake in the template.
 const MAX_LABELS: usize = 20;
 
-/// Where and how to file reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `$id` of [`config_schema`].
+pub const CONFIG_SCHEMA_ID: &str = "https://example.invalid/sandcanary/github-config.schema.json";
+
+/// The JSON Schema of [`GithubConfig`], derived from the type (schema/github-config.schema.json is
+/// this, written by a test). Rules across fields (credentials unless `dryRun`) are checked by
+/// [`GithubConfig::validate`] only.
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(GithubConfig);
+    schema.insert("$id".into(), CONFIG_SCHEMA_ID.into());
+    schema.to_value()
+}
+
+/// Where failed canary verdicts are filed and how. Secrets are named (env var or file), never
+/// inlined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "sandcanary GitHub report settings")]
 pub struct GithubConfig {
     /// Repository owner (user or organisation).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub owner: String,
     /// Repository name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub repo: String,
     /// REST API base URL.
     #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Extra labels on every new issue (the fingerprint label is always added).
     #[serde(default)]
+    #[schemars(length(max = MAX_LABELS), inner(length(min = 1, max = MAX_LABEL_CHARS)))]
     pub labels: Vec<String>,
     /// Logins assigned to every new issue, e.g. a coding agent's account.
     #[serde(default)]
+    #[schemars(length(max = MAX_ASSIGNEES))]
     pub assignees: Vec<String>,
     /// Render the issue but send nothing; needs no credentials.
     #[serde(default)]
@@ -59,7 +78,7 @@ pub struct GithubConfig {
 }
 
 /// Policy for the open issues of a Rollout whose newer canary revision passed its analysis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OnRecovery {
     /// Comment on each open issue (which revision passed, the new table) and leave it open.
@@ -72,7 +91,7 @@ pub enum OnRecovery {
 }
 
 /// Policy for a regression whose earlier issue was closed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ClosedMatch {
     /// Open a new issue that links to the closed one (someone decided the old one was done).
@@ -83,8 +102,9 @@ pub enum ClosedMatch {
 }
 
 /// Names the secret's location; exactly one of a token source or `app` is required unless dry run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct AuthConfig {
     /// Name of an environment variable holding a personal access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,12 +118,15 @@ pub struct AuthConfig {
 }
 
 /// A GitHub App installation; the private key comes from a file or an env var.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct AppAuthConfig {
     /// The App's numeric id.
+    #[schemars(range(min = 1))]
     pub app_id: u64,
     /// The installation's numeric id in the target account.
+    #[schemars(range(min = 1))]
     pub installation_id: u64,
     /// Path of the App's PEM private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,14 +137,18 @@ pub struct AppAuthConfig {
 }
 
 /// Pacing and retry limits; the defaults follow GitHub's published REST best practices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[schemars(inline)]
 pub struct Limits {
     /// Pause between two mutating requests, in ms; values under 1000 are rejected.
+    #[schemars(range(min = 1000))]
     pub min_mutation_interval_ms: u64,
     /// Deadline of one request, in ms; a create that misses it is treated as possibly accepted.
+    #[schemars(range(min = 1))]
     pub request_timeout_ms: u64,
     /// Tries per request before giving up.
+    #[schemars(range(min = 1, max = 10))]
     pub max_attempts: u32,
     /// Longest wait the reporter accepts (Retry-After, reset time); longer means give up now.
     pub max_wait_ms: u64,
@@ -130,6 +157,7 @@ pub struct Limits {
     /// First back-off after a 5xx, timeout or transport error; doubles on each try.
     pub retry_backoff_ms: u64,
     /// Mutating requests allowed per rolling hour, far under GitHub's 500/h content limit.
+    #[schemars(range(min = 1, max = 400))]
     pub max_mutations_per_hour: u32,
 }
 
@@ -187,21 +215,21 @@ impl GithubConfig {
     }
 
     /// Checks everything that can be checked without touching the network or the secrets.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), GithubConfigError> {
         check_repo_part("owner", &self.owner)?;
         check_repo_part("repo", &self.repo)?;
-        let url = url::Url::parse(&self.api_url).map_err(|e| ConfigError::Invalid {
+        let url = url::Url::parse(&self.api_url).map_err(|e| GithubConfigError::Invalid {
             field: "apiUrl",
             reason: e.to_string(),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "apiUrl",
                 reason: "must be an http(s) URL with a host".into(),
             });
         }
         if self.labels.len() > MAX_LABELS {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "labels",
                 reason: format!("at most {MAX_LABELS} labels"),
             });
@@ -209,27 +237,27 @@ impl GithubConfig {
         for label in &self.labels {
             let trimmed = label.trim();
             if trimmed.is_empty() || trimmed.chars().count() > MAX_LABEL_CHARS {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "labels",
                     reason: format!("each label must have 1 to {MAX_LABEL_CHARS} characters"),
                 });
             }
             if trimmed.contains(',') || trimmed.chars().any(char::is_control) {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "labels",
                     reason: "labels may not contain commas or control characters".into(),
                 });
             }
         }
         if self.assignees.len() > MAX_ASSIGNEES {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "assignees",
                 reason: format!("at most {MAX_ASSIGNEES} assignees"),
             });
         }
         for login in &self.assignees {
             if !is_login(login) {
-                return Err(ConfigError::Invalid {
+                return Err(GithubConfigError::Invalid {
                     field: "assignees",
                     reason: "each assignee must be a GitHub login (letters, digits, '-', '[bot]' suffix)".into(),
                 });
@@ -242,28 +270,28 @@ impl GithubConfig {
         Ok(())
     }
 
-    fn check_limits(&self) -> Result<(), ConfigError> {
+    fn check_limits(&self) -> Result<(), GithubConfigError> {
         let l = &self.limits;
         if l.min_mutation_interval() < MIN_MUTATION_INTERVAL {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.minMutationIntervalMs",
                 reason: "GitHub asks for at least 1000 ms between mutating requests".into(),
             });
         }
         if l.request_timeout_ms == 0 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.requestTimeoutMs",
                 reason: "must be positive".into(),
             });
         }
         if l.max_attempts == 0 || l.max_attempts > 10 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.maxAttempts",
                 reason: "must be between 1 and 10".into(),
             });
         }
         if l.max_mutations_per_hour == 0 || l.max_mutations_per_hour > 400 {
-            return Err(ConfigError::Invalid {
+            return Err(GithubConfigError::Invalid {
                 field: "limits.maxMutationsPerHour",
                 reason:
                     "must be between 1 and 400 (GitHub allows 500 content writes per hour in total)"
@@ -275,27 +303,27 @@ impl GithubConfig {
 }
 
 impl AuthConfig {
-    fn check_shape(&self) -> Result<(), ConfigError> {
+    fn check_shape(&self) -> Result<(), GithubConfigError> {
         let token = self.token_env.is_some() || self.token_file.is_some();
         match (&self.app, token) {
-            (Some(_), true) => Err(ConfigError::Invalid {
+            (Some(_), true) => Err(GithubConfigError::Invalid {
                 field: "auth",
                 reason: "set either a token (tokenEnv / tokenFile) or app, not both".into(),
             }),
-            (None, false) => Err(ConfigError::Invalid {
+            (None, false) => Err(GithubConfigError::Invalid {
                 field: "auth",
                 reason: "no credentials: set auth.tokenEnv, auth.tokenFile or auth.app (or dryRun)"
                     .into(),
             }),
             (None, true) if self.token_env.is_some() && self.token_file.is_some() => {
-                Err(ConfigError::Invalid {
+                Err(GithubConfigError::Invalid {
                     field: "auth",
                     reason: "set tokenEnv or tokenFile, not both".into(),
                 })
             }
             (Some(app), false) => match (&app.private_key_file, &app.private_key_env) {
                 (Some(_), None) | (None, Some(_)) => Ok(()),
-                _ => Err(ConfigError::Invalid {
+                _ => Err(GithubConfigError::Invalid {
                     field: "auth.app",
                     reason: "set exactly one of privateKeyFile or privateKeyEnv".into(),
                 }),
@@ -306,7 +334,7 @@ impl AuthConfig {
 }
 
 /// Owner and repository names: GitHub allows letters, digits, '-', '_' and '.'.
-fn check_repo_part(field: &'static str, value: &str) -> Result<(), ConfigError> {
+fn check_repo_part(field: &'static str, value: &str) -> Result<(), GithubConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 100
         && value != "."
@@ -317,7 +345,7 @@ fn check_repo_part(field: &'static str, value: &str) -> Result<(), ConfigError> 
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Invalid {
+        Err(GithubConfigError::Invalid {
             field,
             reason: "must be 1-100 characters of letters, digits, '-', '_' or '.'".into(),
         })
@@ -404,10 +432,29 @@ mod tests {
             let mut c = valid();
             mutate(&mut c);
             match c.validate() {
-                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                Err(GithubConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("expected invalid {field}, got {other:?}"),
             }
         }
+    }
+
+    /// schema/github-config.schema.json is exactly what the type derives; with
+    /// `SANDCANARY_WRITE_SCHEMAS=1` the test writes it instead (`make schemas`).
+    #[test]
+    fn schema_file_is_derived_from_the_type() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/github-config.schema.json"
+        );
+        let derived = serde_json::to_string_pretty(&super::config_schema()).unwrap() + "\n";
+        if std::env::var_os("SANDCANARY_WRITE_SCHEMAS").is_some() {
+            std::fs::write(path, &derived).unwrap();
+        }
+        let file = std::fs::read_to_string(path).unwrap();
+        assert!(
+            file == derived,
+            "{path} is not what GithubConfig derives: run `make schemas` and commit the result"
+        );
     }
 
     /// The published JSON Schema and the serde names must agree, key for key.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A config value that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
+pub enum GithubConfigError {
     /// The named field (JSON spelling) is wrong.
     #[error("github config field `{field}`: {reason}")]
     Invalid {
@@ -102,7 +102,7 @@ impl ApiError {
 pub enum ReportError {
     /// The config is invalid.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] GithubConfigError),
     /// A secret could not be loaded.
     #[error(transparent)]
     Secret(#[from] SecretError),

@@ -31,9 +31,10 @@ mod verdict;
 
 pub use api::{CommentRef, IssueApi, IssueRef, IssueState};
 pub use config::{
-    AppAuthConfig, AuthConfig, ClosedMatch, DEFAULT_API_URL, GithubConfig, Limits, OnRecovery,
+    AppAuthConfig, AuthConfig, CONFIG_SCHEMA_ID, ClosedMatch, DEFAULT_API_URL, GithubConfig,
+    Limits, OnRecovery, config_schema,
 };
-pub use error::{ApiError, ConfigError, ReportError, SecretError};
+pub use error::{ApiError, GithubConfigError, ReportError, SecretError};
 pub use fingerprint::{Fingerprint, LABEL_PREFIX};
 pub use render::{IssueDraft, render_comment, render_issue, render_recovery_comment};
 pub use reporter::{RecoveredIssue, RecoveryOutcome, ReportOutcome, Reporter};

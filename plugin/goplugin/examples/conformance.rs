@@ -13,8 +13,8 @@ use std::time::Duration;
 use goplugin::gob::GoTime;
 use goplugin::handshake::HandshakeError;
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, IntOrString, Measurement, MetricProvider, Phase, RunArgs,
-    TerminateAndResumeArgs, serve_metric_provider,
+    AnalysisPhase, GarbageCollectArgs, GetMetadataArgs, IntOrString, Measurement, MetricProvider,
+    RunArgs, TerminateAndResumeArgs, serve_metric_provider,
 };
 use goplugin::server::ServeError;
 use serde_json::{Value as Json, json};
@@ -148,7 +148,7 @@ impl MetricProvider for Conformance {
         if let Some(ms) = s["sleepMs"].as_u64() {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let phase = Phase::parse(s["phase"].as_str().unwrap_or("Successful"));
+        let phase = AnalysisPhase::parse(s["phase"].as_str().unwrap_or("Successful"));
         let mut m = Measurement::new(phase, s["message"].as_str().unwrap_or_default());
         m.value = s["value"].as_str().unwrap_or("1").to_string();
         let mut meta = digest(&args);
@@ -169,7 +169,7 @@ impl MetricProvider for Conformance {
         let s = script(&args.metric);
         let mut m = args.measurement;
         if let Some(p) = s["resumePhase"].as_str() {
-            m.phase = Phase::parse(p);
+            m.phase = AnalysisPhase::parse(p);
         }
         m
     }
@@ -177,7 +177,7 @@ impl MetricProvider for Conformance {
     async fn terminate(&self, args: TerminateAndResumeArgs) -> Measurement {
         let s = script(&args.metric);
         let mut m = args.measurement;
-        m.phase = Phase::parse(s["terminatePhase"].as_str().unwrap_or("Successful"));
+        m.phase = AnalysisPhase::parse(s["terminatePhase"].as_str().unwrap_or("Successful"));
         m
     }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use goplugin::gob::{Encoder, GoTime, GoType, Value};
-use goplugin::metric::{Measurement, Phase, RpcError};
+use goplugin::metric::{AnalysisPhase, Measurement, RpcError};
 use goplugin::rpc::{Reply, encode_reply, response_type};
 
 fn main() -> std::process::ExitCode {
@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
     };
     let t0 = GoTime::from_unix(1_704_067_200, 123_456_789);
     let done = Measurement {
-        phase: Phase::Successful,
+        phase: AnalysisPhase::Successful,
         message: "ok".into(),
         started_at: Some(t0),
         finished_at: Some(t0.plus(std::time::Duration::from_secs(5))),
@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
         resume_at: None,
     };
     let running = Measurement {
-        phase: Phase::Running,
+        phase: AnalysisPhase::Running,
         started_at: Some(t0),
         metadata: Some(BTreeMap::from([("job".into(), "42".into())])),
         resume_at: Some(GoTime {

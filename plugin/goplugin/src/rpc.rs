@@ -329,9 +329,10 @@ mod tests {
         buf
     }
 
-    /// Appendix A of the protocol spec, plugin → Go on stream 1.
+    /// The exact bytes Go's net/rpc server (encoding/gob) writes for these replies on the control
+    /// stream (1, plugin → controller), so a Go client decodes ours as it decodes a Go plugin's.
     #[test]
-    fn control_stream_replies_match_the_reference_bytes() {
+    fn control_stream_replies_match_go_net_rpc_bytes() {
         let mut enc = Encoder::new();
         let dispense = reply(
             &mut enc,
@@ -366,9 +367,10 @@ mod tests {
         assert_eq!(err, want);
     }
 
-    /// Appendix A, plugin → Go on stream 7 (fresh type table).
+    /// The same for the plugin's own stream (7, plugin → controller), which starts a fresh gob
+    /// type table.
     #[test]
-    fn plugin_stream_replies_match_the_reference_bytes() {
+    fn plugin_stream_replies_match_go_net_rpc_bytes() {
         let mut enc = Encoder::new();
         let init = reply(
             &mut enc,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use goplugin::gob::{Decoder, GobError, Value};
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, IntOrString, Measurement, Phase, RunArgs,
+    AnalysisPhase, GarbageCollectArgs, GetMetadataArgs, IntOrString, Measurement, RunArgs,
     TerminateAndResumeArgs,
 };
 use serde::Deserialize;
@@ -189,7 +189,7 @@ fn go_server_replies_decode_into_the_typed_model() {
         bodies.push(dec.decode().unwrap());
     }
     let m = Measurement::from_value(&bodies[0]).unwrap();
-    assert_eq!(m.phase, Phase::Successful);
+    assert_eq!(m.phase, AnalysisPhase::Successful);
     assert_eq!(m.finished_at.unwrap().nanos, 5);
     assert_eq!(m.finished_at.unwrap().offset_secs, None, "UTC location");
     assert!(m.resume_at.is_none());

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use goplugin::gob::{Decoder, Encoder, GoType, Limits, Struct, Value};
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService, MetricProvider, Phase,
-    RunArgs, TerminateAndResumeArgs,
+    AnalysisPhase, GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService,
+    MetricProvider, RunArgs, TerminateAndResumeArgs,
 };
 use goplugin::rpc::{self, Router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,7 @@ impl MetricProvider for Echo {
         Ok(())
     }
     async fn run(&self, args: RunArgs) -> Measurement {
-        let mut m = Measurement::new(Phase::Successful, "");
+        let mut m = Measurement::new(AnalysisPhase::Successful, "");
         m.value = args.analysis_run.map(|r| r.name).unwrap_or_default();
         m
     }
@@ -29,7 +29,7 @@ impl MetricProvider for Echo {
     }
     async fn terminate(&self, args: TerminateAndResumeArgs) -> Measurement {
         let mut m = args.measurement;
-        m.phase = Phase::Successful;
+        m.phase = AnalysisPhase::Successful;
         m
     }
     async fn garbage_collect(&self, _: GarbageCollectArgs) -> Result<(), String> {
@@ -101,13 +101,16 @@ async fn golden_plugin_stream_gets_one_reply_per_call() {
         assert_eq!(error(h), "", "{h:?}");
     }
     let run = Measurement::from_value(&replies[1].1).unwrap();
-    assert_eq!((run.phase, run.value.as_str()), (Phase::Successful, "ar-1"));
+    assert_eq!(
+        (run.phase, run.value.as_str()),
+        (AnalysisPhase::Successful, "ar-1")
+    );
     // Run with a nil AnalysisRun: an Error measurement, not a protocol error.
     let nil = Measurement::from_value(&replies[3].1).unwrap();
-    assert_eq!(nil.phase, Phase::Error);
+    assert_eq!(nil.phase, AnalysisPhase::Error);
     assert!(nil.message.contains("nil"), "{}", nil.message);
     let resumed = Measurement::from_value(&replies[4].1).unwrap();
-    assert_eq!(resumed.phase, Phase::Running);
+    assert_eq!(resumed.phase, AnalysisPhase::Running);
     assert_eq!(resumed.started_at.unwrap().nanos, 999_999_999);
     assert_eq!(replies[7].1, Value::String("Echo".into()));
 }
@@ -160,7 +163,7 @@ async fn bad_requests_get_error_replies_and_the_stream_survives() {
     );
     assert_eq!(error(&replies[3].0), "");
     let m = Measurement::from_value(&replies[3].1).unwrap();
-    assert_eq!(m.phase, Phase::Error);
+    assert_eq!(m.phase, AnalysisPhase::Error);
     assert_eq!(replies[4].1, Value::String("Echo".into()));
 }
 

@@ -1,5 +1,6 @@
 //! Choosing and building a judge from configuration (the plugin's JSON).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Judge;
@@ -10,16 +11,17 @@ use crate::threshold::{ThresholdConfig, ThresholdJudge};
 /// Why a configuration cannot be used; `field` is the JSON path of the offending key so the
 /// plugin can name it in an `Error` measurement.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum JudgeConfigError {
     #[error("{field}: {why}")]
     Invalid { field: String, why: String },
 }
 
-/// One judge and its settings, tagged by `type`.
+/// One judge and its settings, tagged by `type` (plugin/judge/README.md).
 // Parsed once per measurement; the LLM variant is larger because of its secret references.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[schemars(rename = "judge")]
 pub enum JudgeConfig {
     Threshold(ThresholdConfig),
     Statistical(StatisticalConfig),
@@ -28,7 +30,7 @@ pub enum JudgeConfig {
 
 impl JudgeConfig {
     /// Checks the settings and builds the judge.
-    pub fn build(&self) -> Result<Box<dyn Judge>, ConfigError> {
+    pub fn build(&self) -> Result<Box<dyn Judge>, JudgeConfigError> {
         Ok(match self {
             JudgeConfig::Threshold(c) => Box::new(ThresholdJudge::new(c.clone())?),
             JudgeConfig::Statistical(c) => Box::new(StatisticalJudge::new(c.clone())?),

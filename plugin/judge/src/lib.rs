@@ -19,7 +19,7 @@ pub mod stats;
 pub mod threshold;
 pub mod verdict;
 
-pub use config::{ConfigError, JudgeConfig};
+pub use config::{JudgeConfig, JudgeConfigError};
 pub use judge::Judge;
 pub use model::{Comparison, FailedSample, InputError, MetricKey, ScenarioSamples, TargetSamples};
-pub use verdict::{Classification, MetricResult, Phase, Verdict};
+pub use verdict::{Classification, MetricResult, Verdict, VerdictPhase};

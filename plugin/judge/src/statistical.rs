@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Judge;
@@ -19,10 +20,10 @@ use crate::stats::effect_size::{EffectSizeMeasure, cles, mean_ratio};
 use crate::stats::fisher::p_canary_worse;
 use crate::stats::hodges_lehmann::shift;
 use crate::stats::mann_whitney::mann_whitney;
-use crate::verdict::{Classification, MetricResult, Phase, Verdict, fmt_p, round2};
+use crate::verdict::{Classification, MetricResult, Verdict, VerdictPhase, fmt_p, round2};
 
 /// Which way a change is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Direction {
     /// Only an increase fails (latency: higher is worse). The default.
@@ -44,7 +45,7 @@ impl Direction {
 }
 
 /// Per-metric settings; in an override every field is optional and falls back to the defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MetricRule {
     pub direction: Option<Direction>,
@@ -69,7 +70,7 @@ pub struct MetricRule {
 
 /// A rule for the metrics a pattern names (`warm.total_ms`, `warm.*`, `*.goto_ms`,
 /// `cold.errors`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MetricOverride {
     #[serde(rename = "match")]
@@ -79,7 +80,7 @@ pub struct MetricOverride {
 }
 
 /// How failure counts are judged per scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ErrorRateRule {
     pub enabled: bool,
@@ -98,14 +99,19 @@ impl Default for ErrorRateRule {
 
 /// Settings of the statistical judge. Defaults follow Kayenta's Netflix judge (tolerance 0.25,
 /// confidence 0.98) and Spinnaker's starting thresholds (pass 95, marginal 75).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct StatisticalConfig {
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
     pub confidence: f64,
+    #[schemars(range(min = 0.0))]
     pub tolerance: f64,
     /// Fewer samples than this on either side make the metric NoData.
+    #[schemars(range(min = 1))]
     pub min_samples: usize,
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub pass_score: f64,
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub marginal_score: f64,
     pub effect_size: EffectSizeMeasure,
     /// Rule for every metric without an override.
@@ -116,6 +122,7 @@ pub struct StatisticalConfig {
     /// Also compare tails: for each metric a `scenario.phase.pNN` metric tests whether more
     /// canary than stable samples exceed the pooled quantile (Fisher's exact test), which a
     /// location test misses when only the spread or the tail grows. Off by default.
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
     pub tail_quantile: Option<f64>,
 }
 
@@ -136,10 +143,10 @@ impl Default for StatisticalConfig {
     }
 }
 
-pub use crate::config::ConfigError;
+pub use crate::config::JudgeConfigError;
 
-fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: impl Into<String>, why: impl Into<String>) -> JudgeConfigError {
+    JudgeConfigError::Invalid {
         field: field.into(),
         why: why.into(),
     }
@@ -161,7 +168,7 @@ struct Resolved {
 
 impl StatisticalConfig {
     /// Checks ranges so a bad template is an `Error` naming the field, not a wrong verdict.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), JudgeConfigError> {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(invalid("confidence", "must be between 0 and 1 (exclusive)"));
         }
@@ -268,7 +275,7 @@ pub struct StatisticalJudge {
 
 impl StatisticalJudge {
     /// Builds the judge after checking its configuration.
-    pub fn new(config: StatisticalConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: StatisticalConfig) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         Ok(Self { config })
     }
@@ -597,7 +604,7 @@ impl StatisticalJudge {
                     critical_failed.join(", ")
                 ),
             );
-            phase = Some(Phase::Failed);
+            phase = Some(VerdictPhase::Failed);
         } else if results.is_empty() || nodata * 2 >= results.len() {
             // Kayenta scores this 0; we pause for a human instead of aborting, and never pass.
             score = 0.0;
@@ -608,15 +615,15 @@ impl StatisticalJudge {
                     results.len()
                 ),
             );
-            phase = Some(Phase::Inconclusive);
+            phase = Some(VerdictPhase::Inconclusive);
         }
         let score = round2(score);
         let phase = phase.unwrap_or(if score >= self.config.pass_score {
-            Phase::Successful
+            VerdictPhase::Successful
         } else if score >= self.config.marginal_score {
-            Phase::Inconclusive
+            VerdictPhase::Inconclusive
         } else {
-            Phase::Failed
+            VerdictPhase::Failed
         });
         reasons.push(format!(
             "score {score:.2} (pass >= {}, marginal >= {}) over {} metrics, {} without data",

@@ -4,20 +4,22 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::JudgeConfigError;
 use crate::judge::Judge;
 use crate::model::{Comparison, MetricKey};
 use crate::rules::matches;
 use crate::stats::describe::Describe;
-use crate::verdict::{Classification, MetricResult, Phase, Verdict, round2};
+use crate::verdict::{Classification, MetricResult, Verdict, VerdictPhase, round2};
 
 /// Limits for the metrics a pattern names (`warm.total_ms`, `*.goto_ms`); values in ms.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limit {
     #[serde(rename = "match")]
+    #[schemars(length(min = 1))]
     pub pattern: String,
     pub median: Option<f64>,
     pub p90: Option<f64>,
@@ -25,24 +27,27 @@ pub struct Limit {
 }
 
 /// A maximum error rate for the scenarios a pattern names.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorRateLimit {
     #[serde(rename = "match")]
     pub pattern: String,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max: f64,
 }
 
 /// Settings of the threshold judge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ThresholdConfig {
     pub limits: Vec<Limit>,
     /// Share of failed iterations allowed in every scenario (0-1); `null` disables the check.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_error_rate: Option<f64>,
     /// Per-scenario error-rate limits; the first match wins over `maxErrorRate`.
     pub error_rates: Vec<ErrorRateLimit>,
     /// A limited metric with fewer canary samples than this cannot be checked (Inconclusive).
+    #[schemars(range(min = 1))]
     pub min_samples: usize,
 }
 
@@ -57,15 +62,15 @@ impl Default for ThresholdConfig {
     }
 }
 
-fn invalid(field: String, why: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: String, why: &str) -> JudgeConfigError {
+    JudgeConfigError::Invalid {
         field,
         why: why.to_string(),
     }
 }
 
 impl ThresholdConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), JudgeConfigError> {
         for (i, l) in self.limits.iter().enumerate() {
             if l.pattern.trim().is_empty() {
                 return Err(invalid(format!("limits[{i}].match"), "must not be empty"));
@@ -118,7 +123,7 @@ pub struct ThresholdJudge {
 const NAME: &str = "threshold";
 
 impl ThresholdJudge {
-    pub fn new(config: ThresholdConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: ThresholdConfig) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         Ok(Self { config })
     }
@@ -175,11 +180,11 @@ impl ThresholdJudge {
             .iter()
             .any(|m| m.classification == Classification::NoData);
         let phase = if any_fail {
-            Phase::Failed
+            VerdictPhase::Failed
         } else if any_nodata || results.is_empty() {
-            Phase::Inconclusive
+            VerdictPhase::Inconclusive
         } else {
-            Phase::Successful
+            VerdictPhase::Successful
         };
         let mut reasons: Vec<String> = results
             .iter()

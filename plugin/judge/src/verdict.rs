@@ -9,7 +9,7 @@ use crate::stats::describe::Describe;
 
 /// The measurement phase a verdict maps to (Argo's `AnalysisPhase` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
+pub enum VerdictPhase {
     Successful,
     Inconclusive,
     Failed,
@@ -17,19 +17,19 @@ pub enum Phase {
     Error,
 }
 
-impl Phase {
+impl VerdictPhase {
     /// The string Argo expects in `Measurement.Phase`.
     pub fn as_argo(self) -> &'static str {
         match self {
-            Phase::Successful => "Successful",
-            Phase::Inconclusive => "Inconclusive",
-            Phase::Failed => "Failed",
-            Phase::Error => "Error",
+            VerdictPhase::Successful => "Successful",
+            VerdictPhase::Inconclusive => "Inconclusive",
+            VerdictPhase::Failed => "Failed",
+            VerdictPhase::Error => "Error",
         }
     }
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for VerdictPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_argo())
     }
@@ -106,7 +106,7 @@ pub struct MetricResult {
 pub struct Verdict {
     /// Which judge decided (`threshold`, `statistical`, `llm`, or `llm->statistical` on fallback).
     pub judge: String,
-    pub phase: Phase,
+    pub phase: VerdictPhase,
     /// 0-100, rounded to two decimals; Argo's `Measurement.Value`.
     pub score: f64,
     pub metrics: Vec<MetricResult>,
@@ -155,7 +155,7 @@ impl Verdict {
         let why = why.into();
         Self {
             judge: judge.to_string(),
-            phase: Phase::Error,
+            phase: VerdictPhase::Error,
             score: 0.0,
             metrics: Vec::new(),
             summary: truncate(&format!("{judge}: error: {why}"), SUMMARY_MAX),
@@ -179,7 +179,12 @@ impl Verdict {
     }
 
     /// Builds the one-line summary: judge, phase, score and the failing metrics.
-    pub fn summarize(judge: &str, phase: Phase, score: f64, metrics: &[MetricResult]) -> String {
+    pub fn summarize(
+        judge: &str,
+        phase: VerdictPhase,
+        score: f64,
+        metrics: &[MetricResult],
+    ) -> String {
         let failing: Vec<String> = metrics
             .iter()
             .filter(|m| m.classification.is_failure())
@@ -240,7 +245,7 @@ mod tests {
                 reason: String::new(),
             })
             .collect();
-        let s = Verdict::summarize("statistical", Phase::Failed, 0.0, &metrics);
+        let s = Verdict::summarize("statistical", VerdictPhase::Failed, 0.0, &metrics);
         assert!(s.len() <= SUMMARY_MAX);
         assert!(s.starts_with("statistical: Failed score=0.00 failing: scenario0.total_ms=High"));
     }

@@ -15,7 +15,7 @@ use sandcanary_judge::llm::prompt::ContextText;
 use sandcanary_judge::llm::secret::SecretRef;
 use sandcanary_judge::llm::{LlmConfig, LlmJudge, Mode, ProviderConfig};
 use sandcanary_judge::statistical::{MetricOverride, MetricRule};
-use sandcanary_judge::{FailedSample, Judge, Phase, Verdict};
+use sandcanary_judge::{FailedSample, Judge, Verdict, VerdictPhase};
 use serde_json::{Value, json};
 
 const GEMINI_KEY: &str = "AIzaTESTKEY-gemini-0123456789";
@@ -139,7 +139,7 @@ async fn gemini_request_follows_generate_content_with_response_schema() {
     let judge = LlmJudge::new(gemini_config(&fake)).unwrap();
     let v = judge.judge(&bench_like(1.5)).await;
     // statistical alone says Inconclusive (83.33); a confident rejection makes it Failed
-    assert_eq!(v.phase, Phase::Failed, "{v:#?}");
+    assert_eq!(v.phase, VerdictPhase::Failed, "{v:#?}");
     assert_eq!(v.judge, "llm");
     assert_eq!(v.score, 83.33);
     assert!(
@@ -193,7 +193,10 @@ async fn gemini_429_with_retry_after_is_retried_after_the_wait() {
         started.elapsed()
     );
     assert_eq!(fake.recorded().len(), 2);
-    assert_eq!((v.judge.as_str(), v.phase), ("llm", Phase::Successful));
+    assert_eq!(
+        (v.judge.as_str(), v.phase),
+        ("llm", VerdictPhase::Successful)
+    );
 }
 
 #[tokio::test]
@@ -221,7 +224,7 @@ async fn a_retry_after_beyond_the_deadline_falls_back_at_once() {
     assert_eq!(fake.recorded().len(), 1);
     assert_fallback(&v, "rate limited");
     // the fallback is the statistical verdict
-    assert_eq!((v.phase, v.score), (Phase::Successful, 100.0));
+    assert_eq!((v.phase, v.score), (VerdictPhase::Successful, 100.0));
 }
 
 #[tokio::test]
@@ -235,7 +238,7 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
     let v = judge.judge(&bench_like(1.5)).await;
     assert_eq!(fake.recorded().len(), 3, "first try + maxRetries 2");
     assert_fallback(&v, "server error HTTP 503");
-    assert_eq!(v.phase, Phase::Inconclusive);
+    assert_eq!(v.phase, VerdictPhase::Inconclusive);
 }
 
 #[tokio::test]
@@ -297,7 +300,7 @@ async fn low_confidence_falls_back_and_records_the_answer() {
     let judge = LlmJudge::new(openai_config(&fake)).unwrap();
     let v = judge.judge(&bench_like(1.0)).await;
     assert_fallback(&v, "confidence 40 below threshold 70");
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
     assert_eq!(v.audit["llm_confidence"], "40");
 }
 
@@ -315,7 +318,7 @@ async fn openai_request_uses_strict_json_schema_and_bearer_auth() {
     let judge = LlmJudge::new(config).unwrap();
     let v = judge.judge(&bench_like(1.0)).await;
     // decisive: the model's rejection wins over a statistical pass
-    assert_eq!((v.phase, v.judge.as_str()), (Phase::Failed, "llm"));
+    assert_eq!((v.phase, v.judge.as_str()), (VerdictPhase::Failed, "llm"));
 
     let reqs = fake.recorded();
     assert_eq!(reqs.len(), 1);
@@ -404,7 +407,7 @@ async fn prompt_injection_in_measured_data_is_fenced_and_cannot_promote() {
     let judge = LlmJudge::new(config).unwrap();
     let v = judge.judge(&input).await;
     // conservative mode: a model cannot turn a statistical failure into a pass
-    assert_eq!(v.phase, Phase::Failed, "{v:#?}");
+    assert_eq!(v.phase, VerdictPhase::Failed, "{v:#?}");
     assert_eq!(v.judge, "llm");
 
     let reqs = fake.recorded();
@@ -501,7 +504,7 @@ async fn a2a_message_send_with_a_task_result() {
     let v = judge.judge(&bench_like(1.0)).await;
     assert_eq!(
         (v.judge.as_str(), v.phase),
-        ("llm", Phase::Successful),
+        ("llm", VerdictPhase::Successful),
         "{v:#?}"
     );
     assert_no_secret(&v);
@@ -545,7 +548,10 @@ async fn a2a_message_result_with_a_text_part() {
         .unwrap()
         .judge(&bench_like(1.0))
         .await;
-    assert_eq!((v.judge.as_str(), v.phase), ("llm", Phase::Inconclusive));
+    assert_eq!(
+        (v.judge.as_str(), v.phase),
+        ("llm", VerdictPhase::Inconclusive)
+    );
 }
 
 #[tokio::test]
@@ -597,7 +603,7 @@ async fn invalid_input_is_an_error_without_calling_out() {
         .unwrap()
         .judge(&sandcanary_judge::Comparison::default())
         .await;
-    assert_eq!(v.phase, Phase::Error);
+    assert_eq!(v.phase, VerdictPhase::Error);
     assert!(fake.recorded().is_empty());
 }
 

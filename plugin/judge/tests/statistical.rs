@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use sandcanary_judge::statistical::{
     Direction, MetricOverride, MetricRule, StatisticalConfig, StatisticalJudge,
 };
-use sandcanary_judge::{Classification, Comparison, Judge, Phase, Verdict};
+use sandcanary_judge::{Classification, Comparison, Judge, Verdict, VerdictPhase};
 
 fn judge(config: StatisticalConfig) -> StatisticalJudge {
     StatisticalJudge::new(config).unwrap()
@@ -33,7 +33,7 @@ async fn healthy_canary_passes_with_full_score() {
     let v = judge(StatisticalConfig::default())
         .judge(&bench_like(1.0))
         .await;
-    assert_eq!(v.phase, Phase::Successful, "{v:#?}");
+    assert_eq!(v.phase, VerdictPhase::Successful, "{v:#?}");
     assert_eq!(v.score, 100.0);
     // 4 latency metrics + 2 error-rate metrics
     assert_eq!(v.metrics.len(), 6);
@@ -53,7 +53,7 @@ async fn slower_canary_fails_with_the_numbers_in_the_reason() {
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::High);
     // 5 of 6 pass -> 83.33: below pass 95, above marginal 75
     assert_eq!(v.score, 83.33);
-    assert_eq!(v.phase, Phase::Inconclusive);
+    assert_eq!(v.phase, VerdictPhase::Inconclusive);
     let m = v
         .metrics
         .iter()
@@ -78,7 +78,7 @@ async fn critical_metric_failure_zeroes_the_score() {
         ..Default::default()
     };
     let v = judge(config).judge(&bench_like(1.5)).await;
-    assert_eq!(v.phase, Phase::Failed);
+    assert_eq!(v.phase, VerdictPhase::Failed);
     assert_eq!(v.score, 0.0);
     assert!(v.reasons[0].contains("critical"), "{:?}", v.reasons);
 }
@@ -93,7 +93,7 @@ async fn critical_effect_size_is_a_critical_failure() {
         ..Default::default()
     };
     let v = judge(config.clone()).judge(&bench_like(1.5)).await;
-    assert_eq!((v.phase, v.score), (Phase::Failed, 0.0));
+    assert_eq!((v.phase, v.score), (VerdictPhase::Failed, 0.0));
     // 1.2x is High but below the critical 1.3
     let v = judge(config).judge(&bench_like(1.2)).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::High);
@@ -124,14 +124,14 @@ async fn marginal_and_pass_thresholds_decide_the_phase() {
     };
     let v = judge(StatisticalConfig::default()).judge(&input).await;
     assert_eq!(v.score, 90.91);
-    assert_eq!(v.phase, Phase::Inconclusive);
+    assert_eq!(v.phase, VerdictPhase::Inconclusive);
     let v = judge(StatisticalConfig {
         pass_score: 90.0,
         ..Default::default()
     })
     .judge(&input)
     .await;
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
     let v = judge(StatisticalConfig {
         pass_score: 99.0,
         marginal_score: 95.0,
@@ -139,7 +139,7 @@ async fn marginal_and_pass_thresholds_decide_the_phase() {
     })
     .judge(&input)
     .await;
-    assert_eq!(v.phase, Phase::Failed);
+    assert_eq!(v.phase, VerdictPhase::Failed);
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn weights_change_the_score() {
     // failing weight 4 of total 9 -> 5/9 = 55.56
     let v = judge(config).judge(&bench_like(1.5)).await;
     assert_eq!(v.score, 55.56);
-    assert_eq!(v.phase, Phase::Failed);
+    assert_eq!(v.phase, VerdictPhase::Failed);
 }
 
 #[tokio::test]
@@ -165,7 +165,7 @@ async fn too_few_samples_is_no_data_and_majority_no_data_is_inconclusive() {
     let input = one_metric(vec![1.0, 2.0, 3.0], vec![1.0, 2.0, 30.0]);
     let v = judge(StatisticalConfig::default()).judge(&input).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::NoData);
-    assert_eq!(v.phase, Phase::Inconclusive);
+    assert_eq!(v.phase, VerdictPhase::Inconclusive);
     assert_eq!(v.score, 0.0);
     assert!(v.reasons[0].contains("too little data"), "{:?}", v.reasons);
 }
@@ -182,7 +182,7 @@ async fn must_have_data_turns_no_data_into_a_failure() {
         .remove("connect_ms");
     let plain = judge(StatisticalConfig::default()).judge(&input).await;
     assert_eq!(class_of(&plain, "warm.connect_ms"), Classification::NoData);
-    assert_eq!(plain.phase, Phase::Successful);
+    assert_eq!(plain.phase, VerdictPhase::Successful);
     let config = StatisticalConfig {
         metrics: vec![MetricOverride {
             pattern: "warm.connect_ms".into(),
@@ -212,7 +212,7 @@ async fn identical_and_all_tied_samples_pass() {
         .judge(&one_metric(vec![7.0; 20], vec![7.0; 25]))
         .await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
 }
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn muted_metrics_are_left_out() {
     };
     let v = judge(config).judge(&bench_like(1.5)).await;
     assert!(v.metrics.iter().all(|m| !m.metric.starts_with("warm.")));
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
 }
 
 #[tokio::test]
@@ -303,7 +303,7 @@ async fn error_rates_are_compared_with_counts() {
 async fn invalid_input_is_an_error_verdict_naming_the_field() {
     let input = one_metric(vec![1.0, f64::NAN], vec![1.0]);
     let v = judge(StatisticalConfig::default()).judge(&input).await;
-    assert_eq!(v.phase, Phase::Error);
+    assert_eq!(v.phase, VerdictPhase::Error);
     assert!(
         v.reasons[0].contains("stable.warm.total_ms[1]"),
         "{:?}",
@@ -312,7 +312,7 @@ async fn invalid_input_is_an_error_verdict_naming_the_field() {
     let v = judge(StatisticalConfig::default())
         .judge(&Comparison::default())
         .await;
-    assert_eq!(v.phase, Phase::Error);
+    assert_eq!(v.phase, VerdictPhase::Error);
 }
 
 #[test]
@@ -430,7 +430,7 @@ proptest! {
             b.swap(i, j.min(i));
         }
         let v = judge(StatisticalConfig::default()).evaluate(&one_metric(a, b));
-        prop_assert_eq!(v.phase, Phase::Successful);
+        prop_assert_eq!(v.phase, VerdictPhase::Successful);
         prop_assert_eq!(v.score, 100.0);
     }
 
@@ -495,7 +495,7 @@ async fn tail_metric_catches_a_wider_spread_with_the_same_median() {
     let input = one_metric(stable, canary);
     let v = judge(StatisticalConfig::default()).judge(&input).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
     let config: StatisticalConfig = serde_json::from_str(r#"{"tailQuantile":0.9}"#).unwrap();
     let v = judge(config).judge(&input).await;
     assert_eq!(class_of(&v, "warm.total_ms"), Classification::Pass);
@@ -507,7 +507,7 @@ async fn tail_metric_catches_a_wider_spread_with_the_same_median() {
     assert_eq!(tail.classification, Classification::High, "{}", tail.reason);
     assert_eq!(tail.stats["stable_over"], 0.0);
     assert!(tail.stats["canary_over"] >= 10.0, "{:?}", tail.stats);
-    assert!(v.phase != Phase::Successful);
+    assert!(v.phase != VerdictPhase::Successful);
     // identical samples: the tail metric passes too
     let same = one_metric(samples(3, 40, 50.0, 5.0), samples(3, 40, 50.0, 5.0));
     let config: StatisticalConfig = serde_json::from_str(r#"{"tailQuantile":0.95}"#).unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use common::{bench_like, target};
 use sandcanary_judge::threshold::{ErrorRateLimit, Limit, ThresholdConfig, ThresholdJudge};
-use sandcanary_judge::{Classification, Comparison, FailedSample, Judge, Phase};
+use sandcanary_judge::{Classification, Comparison, FailedSample, Judge, VerdictPhase};
 
 fn limits(l: Vec<Limit>) -> ThresholdConfig {
     ThresholdConfig {
@@ -32,7 +32,7 @@ async fn within_limits_is_successful() {
         .unwrap()
         .judge(&bench_like(1.0))
         .await;
-    assert_eq!(v.phase, Phase::Successful, "{:#?}", v.reasons);
+    assert_eq!(v.phase, VerdictPhase::Successful, "{:#?}", v.reasons);
     // warm.total_ms, cold.connect_ms, cold.total_ms, and two error-rate checks
     assert_eq!(v.metrics.len(), 5);
     assert_eq!(v.score, 100.0);
@@ -53,7 +53,7 @@ async fn exceeding_a_percentile_fails_and_says_by_how_much() {
         p99: Some(10.0),
     }]);
     let v = ThresholdJudge::new(config).unwrap().judge(&input).await;
-    assert_eq!(v.phase, Phase::Failed);
+    assert_eq!(v.phase, VerdictPhase::Failed);
     let m = &v.metrics[0];
     assert_eq!(m.classification, Classification::Fail);
     assert_eq!(m.reason, "warm.total_ms: p90 9.10 ms > 9.00 ms");
@@ -77,7 +77,7 @@ async fn error_rate_limits_apply_per_scenario() {
         .unwrap()
         .judge(&input)
         .await;
-    assert_eq!(v.phase, Phase::Failed);
+    assert_eq!(v.phase, VerdictPhase::Failed);
     assert!(
         v.reasons[0].contains("cold.errors: canary error rate 0.048 (3/63) > 0.000"),
         "{:?}",
@@ -92,7 +92,7 @@ async fn error_rate_limits_apply_per_scenario() {
         ..Default::default()
     };
     let v = ThresholdJudge::new(config).unwrap().judge(&input).await;
-    assert_eq!(v.phase, Phase::Successful);
+    assert_eq!(v.phase, VerdictPhase::Successful);
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn a_limit_without_data_is_inconclusive_not_a_pass() {
         .unwrap()
         .judge(&bench_like(1.0))
         .await;
-    assert_eq!(v.phase, Phase::Inconclusive);
+    assert_eq!(v.phase, VerdictPhase::Inconclusive);
     assert!(
         v.reasons[0].contains("matches no measured metric"),
         "{:?}",
@@ -124,7 +124,7 @@ async fn invalid_input_is_an_error() {
         .unwrap()
         .judge(&input)
         .await;
-    assert_eq!(v.phase, Phase::Error);
+    assert_eq!(v.phase, VerdictPhase::Error);
     assert!(
         v.summary.contains("canary.warm.total_ms[0]"),
         "{}",

@@ -17,20 +17,25 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 pub use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub mod policy;
 
-/// Where a secret comes from: exactly one of the four fields.
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// Where a secret comes from: exactly one of the four fields. `env` and `file` only within what
+/// the operator allows (`SANDCANARY_SECRET_ENV`, `SANDCANARY_SECRET_DIRS`).
+#[derive(Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "secret", extend("minProperties" = 1, "maxProperties" = 1))]
 pub struct SecretRef {
     /// An environment variable of the controller (operator-level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub env: Option<String>,
     /// A file the controller can read (operator-level); trailing whitespace is trimmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub file: Option<PathBuf>,
     /// A key of a Secret in the AnalysisRun's own namespace (there is no namespace field: a
     /// template cannot name another namespace).
@@ -38,6 +43,7 @@ pub struct SecretRef {
     pub secret_key_ref: Option<SecretKeyRef>,
     /// An AnalysisRun argument with `valueFrom.secretKeyRef`, which Argo resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"\S"))]
     pub arg: Option<String>,
     /// The value of a tenant-level reference, once the plugin has fetched it. Never serialized.
     #[serde(skip)]
@@ -45,10 +51,18 @@ pub struct SecretRef {
 }
 
 /// `secretKeyRef`: a Secret's name and key, as in a Pod's `env[].valueFrom.secretKeyRef`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 pub struct SecretKeyRef {
+    /// The Secret's name (a DNS-1123 subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
+    /// The key within the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 

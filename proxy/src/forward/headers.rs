@@ -15,8 +15,8 @@ fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item =
         .filter(|t| !t.is_empty())
 }
 
-/// A WebSocket upgrade: `Connection` lists `upgrade` (in any of its lines, unlike the reference, which
-/// read only the first) and `Upgrade` lists `websocket`.
+/// A WebSocket upgrade: `Connection` lists `upgrade` (in any of its lines; a list split over
+/// several lines is one list) and `Upgrade` lists `websocket`.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     tokens(headers, &header::CONNECTION).any(|t| t == "upgrade")
         && tokens(headers, &header::UPGRADE).any(|t| t == "websocket")
@@ -52,8 +52,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// `X-Forwarded-For`: the client's values joined, then the peer appended (on both paths; the reference
-/// overwrote it on WebSockets).
+/// `X-Forwarded-For`: the client's values joined, then the peer appended (on both paths, WebSocket
+/// upgrades included, so the client's hops are never dropped).
 pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr) -> HeaderValue {
     let prior: Vec<&str> = headers
         .get_all("x-forwarded-for")

@@ -34,7 +34,7 @@ use pool::{DialError, UpstreamPool};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// A plain-text answer in the reference's style (body ends with a newline).
+/// A plain-text answer; the body ends with a newline.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut body = message.into();
     body.push('\n');

@@ -2,12 +2,12 @@
 //! value of that pod's label (`PLAYWRIGHT_LABEL_KEY`).
 //!
 //! A watcher on the proxy's namespace (label key as an existence selector) keeps an IP -> (pod uid,
-//! id) index. Unlike the reference it indexes every `status.podIPs` entry (dual-stack), ignores pods
+//! id) index. It indexes every `status.podIPs` entry (dual-stack), ignores pods
 //! that have finished or are being deleted (their IP may already belong to someone else), and keys
 //! removals by pod uid, so the delete of an old pod never removes the mapping of a newer pod that got
 //! the same IP. A cache miss (informer lag: the pod got its IP a moment ago) falls back to a LIST by
-//! `status.podIP`, bounded by a budget and coalesced per IP, instead of the reference's 100 LISTs and
-//! 10 s before the 403.
+//! `status.podIP`, bounded by a time budget (one LIST per `FALLBACK_RETRY` while it lasts) and
+//! coalesced per IP.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -131,7 +131,7 @@ pub struct PlaywrightClient {
 }
 
 impl PlaywrightClient {
-    /// Opens the WebSocket and runs `initialize`; this is the reference bench's `connect` phase.
+    /// Opens the WebSocket and runs `initialize`; this is the timed `connect` phase.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, PlaywrightError> {
         let started = tokio::time::Instant::now();
         let mut headers = vec![("x-playwright-browser".to_string(), "chromium".to_string())];
@@ -209,7 +209,7 @@ impl PlaywrightClient {
             .await?)
     }
 
-    /// `Browser.newContext` then `BrowserContext.newPage`: the reference bench's `newPage` phase.
+    /// `Browser.newContext` then `BrowserContext.newPage`: the timed `newPage` phase.
     pub async fn new_page(&self) -> Result<Page, PlaywrightError> {
         let started = tokio::time::Instant::now();
         let ctx = self

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{Report, table};
-use crate::scenario::{Phase, Scenario};
+use crate::scenario::{Scenario, TimedPhase};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -35,7 +35,7 @@ pub fn render_html(report: &Report) -> String {
             continue;
         }
         let _ = writeln!(body, "<h2>{sc}</h2>");
-        for phase in Phase::ALL {
+        for phase in TimedPhase::ALL {
             body.push_str(&chart(report, &targets, sc, phase));
         }
     }
@@ -51,7 +51,7 @@ Failed samples are listed under the table, not drawn.</p>\n<pre>{table}</pre>\n{
     )
 }
 
-fn chart(report: &Report, targets: &[&str], sc: Scenario, phase: Phase) -> String {
+fn chart(report: &Report, targets: &[&str], sc: Scenario, phase: TimedPhase) -> String {
     let values = |t: &str| -> Vec<f64> {
         report
             .samples

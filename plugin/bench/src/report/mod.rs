@@ -1,5 +1,5 @@
-//! Renderings of a finished run: the reference's table (plain or Markdown), JSON with every sample,
-//! a side-by-side comparison of two targets, and a self-contained HTML page with charts.
+//! Renderings of a finished run: a table of medians per phase (plain or Markdown), JSON with every
+//! sample, a side-by-side comparison of two targets, and a self-contained HTML page with charts.
 
 mod html;
 mod table;

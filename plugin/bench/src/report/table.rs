@@ -1,9 +1,10 @@
-//! Text tables: the reference bench's columns (medians) plus p90/p99 of the total.
+//! Text tables: the medians of each phase (`connect_ms`, `newPage_ms`, `goto_ms`, `total_ms`) plus
+//! p90/p99 of the total.
 
 use std::fmt::Write;
 
 use super::Report;
-use crate::scenario::{Phase, Scenario};
+use crate::scenario::{Scenario, TimedPhase};
 use crate::stats::CellStats;
 
 const HEADER: [&str; 10] = [
@@ -33,17 +34,17 @@ fn row(cell: &CellStats) -> Vec<String> {
     } else {
         format!("FAIL {}/{}", cell.failed, cell.ok + cell.failed)
     };
-    let p50 = |p: Phase| fmt_ms(cell.phase(p).map(|s| s.p50));
+    let p50 = |p: TimedPhase| fmt_ms(cell.phase(p).map(|s| s.p50));
     vec![
         cell.target.clone(),
         cell.scenario.to_string(),
         result,
-        p50(Phase::Connect),
-        p50(Phase::NewPage),
-        p50(Phase::Goto),
-        p50(Phase::Total),
-        fmt_ms(cell.phase(Phase::Total).map(|s| s.p90)),
-        fmt_ms(cell.phase(Phase::Total).map(|s| s.p99)),
+        p50(TimedPhase::Connect),
+        p50(TimedPhase::NewPage),
+        p50(TimedPhase::Goto),
+        p50(TimedPhase::Total),
+        fmt_ms(cell.phase(TimedPhase::Total).map(|s| s.p90)),
+        fmt_ms(cell.phase(TimedPhase::Total).map(|s| s.p99)),
         (cell.ok + cell.failed).to_string(),
     ]
 }
@@ -100,7 +101,7 @@ pub fn render_table(report: &Report) -> String {
     out
 }
 
-/// The reference's Markdown table, medians per phase, plus p90/p99 of the total.
+/// The Markdown table: medians per phase, plus p90/p99 of the total.
 pub fn render_markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| {} |", HEADER.join(" | "));
@@ -133,7 +134,7 @@ pub fn render_compare(report: &Report, stable: &str, canary: &str) -> String {
         let (Some(a), Some(b)) = (find(stable, sc), find(canary, sc)) else {
             continue;
         };
-        for p in Phase::ALL {
+        for p in TimedPhase::ALL {
             let (sa, sb) = (a.phase(p), b.phase(p));
             let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
                 (Some(x), Some(y)) if x > 0.0 => format!("{:.2}", y / x),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use goplugin::gob::Limits;
 use goplugin::metric::{
-    GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService, MetricProvider, Phase,
-    RunArgs, TerminateAndResumeArgs,
+    AnalysisPhase, GarbageCollectArgs, GetMetadataArgs, Measurement, MetricPluginService,
+    MetricProvider, RunArgs, TerminateAndResumeArgs,
 };
 use goplugin::rpc::{self, Router};
 use libfuzzer_sys::fuzz_target;
@@ -22,7 +22,7 @@ impl MetricProvider for Quick {
         Ok(())
     }
     async fn run(&self, _: RunArgs) -> Measurement {
-        Measurement::new(Phase::Successful, "")
+        Measurement::new(AnalysisPhase::Successful, "")
     }
     async fn resume(&self, a: TerminateAndResumeArgs) -> Measurement {
         a.measurement

@@ -6,8 +6,9 @@ mod provider;
 mod service;
 
 pub use model::{
-    AnalysisRun, Argument, GarbageCollectArgs, GetMetadataArgs, IntOrString, Measurement, Metric,
-    MetricResult, ModelError, OwnerReference, Phase, RpcError, RunArgs, TerminateAndResumeArgs,
+    AnalysisPhase, AnalysisRun, Argument, GarbageCollectArgs, GetMetadataArgs, IntOrString,
+    Measurement, Metric, MetricResult, ModelError, OwnerReference, RpcError, RunArgs,
+    TerminateAndResumeArgs,
 };
 pub use provider::MetricProvider;
 pub use service::{MetricPluginService, PLUGIN_NAME, serve_metric_provider};

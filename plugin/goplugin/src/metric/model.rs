@@ -17,7 +17,7 @@ pub enum ModelError {
 
 /// `AnalysisPhase`. `Completed()` holds for Successful, Failed, Error and Inconclusive.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Phase {
+pub enum AnalysisPhase {
     #[default]
     Empty,
     Pending,
@@ -29,37 +29,40 @@ pub enum Phase {
     Other(String),
 }
 
-impl Phase {
+impl AnalysisPhase {
     pub fn as_str(&self) -> &str {
         match self {
-            Phase::Empty => "",
-            Phase::Pending => "Pending",
-            Phase::Running => "Running",
-            Phase::Successful => "Successful",
-            Phase::Failed => "Failed",
-            Phase::Error => "Error",
-            Phase::Inconclusive => "Inconclusive",
-            Phase::Other(s) => s,
+            AnalysisPhase::Empty => "",
+            AnalysisPhase::Pending => "Pending",
+            AnalysisPhase::Running => "Running",
+            AnalysisPhase::Successful => "Successful",
+            AnalysisPhase::Failed => "Failed",
+            AnalysisPhase::Error => "Error",
+            AnalysisPhase::Inconclusive => "Inconclusive",
+            AnalysisPhase::Other(s) => s,
         }
     }
 
-    pub fn parse(s: &str) -> Phase {
+    pub fn parse(s: &str) -> AnalysisPhase {
         match s {
-            "" => Phase::Empty,
-            "Pending" => Phase::Pending,
-            "Running" => Phase::Running,
-            "Successful" => Phase::Successful,
-            "Failed" => Phase::Failed,
-            "Error" => Phase::Error,
-            "Inconclusive" => Phase::Inconclusive,
-            other => Phase::Other(other.to_string()),
+            "" => AnalysisPhase::Empty,
+            "Pending" => AnalysisPhase::Pending,
+            "Running" => AnalysisPhase::Running,
+            "Successful" => AnalysisPhase::Successful,
+            "Failed" => AnalysisPhase::Failed,
+            "Error" => AnalysisPhase::Error,
+            "Inconclusive" => AnalysisPhase::Inconclusive,
+            other => AnalysisPhase::Other(other.to_string()),
         }
     }
 
     pub fn is_completed(&self) -> bool {
         matches!(
             self,
-            Phase::Successful | Phase::Failed | Phase::Error | Phase::Inconclusive
+            AnalysisPhase::Successful
+                | AnalysisPhase::Failed
+                | AnalysisPhase::Error
+                | AnalysisPhase::Inconclusive
         )
     }
 }
@@ -178,7 +181,7 @@ impl IntOrString {
 /// `v1alpha1.Measurement`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Measurement {
-    pub phase: Phase,
+    pub phase: AnalysisPhase,
     pub message: String,
     pub started_at: Option<GoTime>,
     pub finished_at: Option<GoTime>,
@@ -205,7 +208,7 @@ pub(crate) fn string_map_value(m: &BTreeMap<String, String>) -> Value {
 
 impl Measurement {
     /// A measurement in `phase` with a message, stamped now and finished when completed.
-    pub fn new(phase: Phase, message: impl Into<String>) -> Self {
+    pub fn new(phase: AnalysisPhase, message: impl Into<String>) -> Self {
         let now = GoTime::now();
         let finished = phase.is_completed().then_some(now);
         Measurement {
@@ -218,7 +221,7 @@ impl Measurement {
     }
 
     pub fn error(message: impl Into<String>) -> Self {
-        Self::new(Phase::Error, message)
+        Self::new(AnalysisPhase::Error, message)
     }
 
     pub fn gob_type() -> GoType {
@@ -257,7 +260,7 @@ impl Measurement {
 
     pub fn from_value(v: &Value) -> Result<Self, ModelError> {
         Ok(Measurement {
-            phase: Phase::parse(&string(v, "Phase")?),
+            phase: AnalysisPhase::parse(&string(v, "Phase")?),
             message: string(v, "Message")?,
             started_at: time(v, "StartedAt")?,
             finished_at: time(v, "FinishedAt")?,
@@ -372,7 +375,7 @@ pub struct Argument {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricResult {
     pub name: String,
-    pub phase: Phase,
+    pub phase: AnalysisPhase,
     pub measurements: Vec<Measurement>,
     pub message: String,
     pub count: i64,
@@ -394,7 +397,7 @@ pub struct AnalysisRun {
     pub args: Vec<Argument>,
     pub terminate: bool,
     pub dry_run: Vec<String>,
-    pub phase: Phase,
+    pub phase: AnalysisPhase,
     pub message: String,
     pub started_at: Option<GoTime>,
     pub metric_results: Vec<MetricResult>,
@@ -445,7 +448,7 @@ impl AnalysisRun {
             .map(|r| {
                 Ok(MetricResult {
                     name: string(r, "Name")?,
-                    phase: Phase::parse(&string(r, "Phase")?),
+                    phase: AnalysisPhase::parse(&string(r, "Phase")?),
                     measurements: list(r, "Measurements")?
                         .iter()
                         .map(Measurement::from_value)
@@ -469,7 +472,7 @@ impl AnalysisRun {
             args,
             terminate: boolean(spec, "Terminate")?,
             dry_run,
-            phase: Phase::parse(&string(status, "Phase")?),
+            phase: AnalysisPhase::parse(&string(status, "Phase")?),
             message: string(status, "Message")?,
             started_at: time(status, "StartedAt")?,
             metric_results,
@@ -587,7 +590,7 @@ mod tests {
     #[test]
     fn measurement_round_trips_through_gob() {
         let m = Measurement {
-            phase: Phase::Running,
+            phase: AnalysisPhase::Running,
             message: "m".into(),
             started_at: Some(GoTime::from_unix(1_704_067_200, 7)),
             finished_at: None,

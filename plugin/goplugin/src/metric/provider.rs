@@ -11,7 +11,7 @@ use super::model::{
 /// workers and the controller has no RPC timeouts, so every method must return promptly:
 /// long work belongs behind `Running` + `ResumeAt`.
 ///
-/// Plugin-level failures go inside the reply (`Phase::Error`, an error string), never as
+/// Plugin-level failures go inside the reply (`AnalysisPhase::Error`, an error string), never as
 /// protocol errors.
 pub trait MetricProvider: Send + Sync + 'static {
     /// Called once per process after Dispense. An error is reported once and then ignored by

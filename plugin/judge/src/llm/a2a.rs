@@ -7,6 +7,7 @@
 //! a completed task's artifacts, then its status message, or in the message's parts.
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use super::provider::{Provider, ProviderError, RetryPolicy, send};
 use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for an A2A agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct A2aConfig {
     /// The agent's JSON-RPC endpoint (the `url` of its agent card).

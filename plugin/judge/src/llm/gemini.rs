@@ -1,6 +1,7 @@
 //! Google Gemini `models/{model}:generateContent` with `responseSchema` (REST, v1beta).
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -11,7 +12,7 @@ use super::provider::{Provider, ProviderError, RetryPolicy, send};
 use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for Gemini.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GeminiConfig {
     /// API root, without the version path.

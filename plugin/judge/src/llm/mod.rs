@@ -17,13 +17,14 @@ pub mod secret;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::judge::Judge;
 use crate::model::Comparison;
-use crate::statistical::{ConfigError, StatisticalConfig, StatisticalJudge};
-use crate::verdict::{Phase, SUMMARY_MAX, Verdict, truncate};
+use crate::statistical::{JudgeConfigError, StatisticalConfig, StatisticalJudge};
+use crate::verdict::{SUMMARY_MAX, Verdict, VerdictPhase, truncate};
 
 use self::a2a::{A2a, A2aConfig};
 use self::answer::Answer;
@@ -33,7 +34,7 @@ use self::prompt::{ContextText, Limits, PromptInput};
 use self::provider::{Provider, RetryPolicy};
 
 /// Which service answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ProviderConfig {
     Gemini(GeminiConfig),
@@ -43,7 +44,7 @@ pub enum ProviderConfig {
 }
 
 /// How much the model's answer may change the statistical verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// The model can make the verdict stricter, never more lenient: it cannot turn a statistical
@@ -57,17 +58,19 @@ pub enum Mode {
 }
 
 /// Settings of the LLM judge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LlmConfig {
     pub provider: ProviderConfig,
     /// Answers below this confidence (0-100) are not used.
     #[serde(default = "default_threshold")]
+    #[schemars(range(max = 100))]
     pub confidence_threshold: u8,
     #[serde(default)]
     pub mode: Mode,
     /// Budget for the whole exchange, retries included.
     #[serde(default = "default_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_seconds: f64,
     /// Retries on 429 and 5xx only.
     #[serde(default = "default_retries")]
@@ -76,6 +79,7 @@ pub struct LlmConfig {
     pub extra_prompt: Option<String>,
     /// Bytes of each extra context text (pod logs) kept.
     #[serde(default = "default_context_bytes")]
+    #[schemars(range(min = 1))]
     pub max_context_bytes: usize,
     /// The statistical judge used for the prompt and as the fallback.
     #[serde(default)]
@@ -110,8 +114,8 @@ impl LlmConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &str, why: &str| ConfigError::Invalid {
+    pub fn validate(&self) -> Result<(), JudgeConfigError> {
+        let bad = |field: &str, why: &str| JudgeConfigError::Invalid {
             field: field.into(),
             why: why.into(),
         };
@@ -171,10 +175,12 @@ impl LlmConfig {
         }
         self.statistical
             .validate()
-            .map_err(|ConfigError::Invalid { field, why }| ConfigError::Invalid {
-                field: format!("statistical.{field}"),
-                why,
-            })
+            .map_err(
+                |JudgeConfigError::Invalid { field, why }| JudgeConfigError::Invalid {
+                    field: format!("statistical.{field}"),
+                    why,
+                },
+            )
     }
 }
 
@@ -187,7 +193,7 @@ pub struct LlmJudge {
 
 impl LlmJudge {
     /// Builds the judge and its HTTP client (rustls).
-    pub fn new(config: LlmConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: LlmConfig) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         let client = reqwest::Client::builder()
             .user_agent(concat!("sandcanary-judge/", env!("CARGO_PKG_VERSION")))
@@ -196,7 +202,7 @@ impl LlmJudge {
             // x-goog-api-key header (which reqwest keeps across hosts) elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ConfigError::Invalid {
+            .map_err(|e| JudgeConfigError::Invalid {
                 field: "provider".into(),
                 why: format!("cannot build HTTP client: {e}"),
             })?;
@@ -216,7 +222,7 @@ impl LlmJudge {
     pub fn with_provider(
         config: LlmConfig,
         provider: Box<dyn Provider>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, JudgeConfigError> {
         config.validate()?;
         let statistical = StatisticalJudge::new(config.statistical.clone())?;
         Ok(Self {
@@ -229,7 +235,7 @@ impl LlmJudge {
     /// Judges with extra untrusted context (e.g. the tails of the stable and canary pod logs).
     pub async fn judge_with_context(&self, input: &Comparison, context: &[ContextText]) -> Verdict {
         let stat = self.statistical.evaluate(input);
-        if stat.phase == Phase::Error {
+        if stat.phase == VerdictPhase::Error {
             let mut v = stat;
             v.judge = "llm".into();
             return v;
@@ -298,11 +304,11 @@ impl LlmJudge {
         mut audit: std::collections::BTreeMap<String, String>,
     ) -> Verdict {
         let phase = match (self.config.mode, a.promote, stat.phase) {
-            (Mode::Decisive, true, _) => Phase::Successful,
-            (Mode::Decisive, false, _) => Phase::Failed,
+            (Mode::Decisive, true, _) => VerdictPhase::Successful,
+            (Mode::Decisive, false, _) => VerdictPhase::Failed,
             (Mode::Conservative, true, p) => p,
-            (Mode::Conservative, false, Phase::Successful) => Phase::Inconclusive,
-            (Mode::Conservative, false, _) => Phase::Failed,
+            (Mode::Conservative, false, VerdictPhase::Successful) => VerdictPhase::Inconclusive,
+            (Mode::Conservative, false, _) => VerdictPhase::Failed,
         };
         audit.insert("llm_confidence".into(), a.confidence.to_string());
         audit.insert("llm_promote".into(), a.promote.to_string());

@@ -2,6 +2,7 @@
 //! in strict mode.
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -12,7 +13,7 @@ use super::provider::{Provider, ProviderError, RetryPolicy, send};
 use super::secret::{ExposeSecret, SecretRef};
 
 /// Settings for an OpenAI-compatible endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OpenAiConfig {
     /// API root including the version, e.g. `https://api.openai.com/v1`.

@@ -1,9 +1,10 @@
 //! Effect sizes: how big a difference is, as opposed to whether it is significant.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Which effect size a metric is judged by (Kayenta offers the same two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum EffectSizeMeasure {
     /// canary mean ÷ stable mean; 1.0 means no change.

@@ -1,4 +1,4 @@
-# analysis (plugin/analysis, the sandcanary-plugin binary): its plain Rust tests run in `cargo test
+# provider (plugin/provider, the sandcanary-plugin binary): its plain Rust tests run in `cargo test
 # --workspace`; this fragment adds the pod-log reader against the real kube-apiserver, and the Run
 # latency benchmark.
 

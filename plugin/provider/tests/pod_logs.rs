@@ -18,7 +18,7 @@ use axum::extract::State;
 use futures::future::BoxFuture;
 use sandcanary_canary::pod_logs::{GatheredLogs, gather};
 use sandcanary_canary::{LogError, LogRequest, LogSource, PodLog, PodLogsConfig};
-use sandcanary_judge::{Comparison, JudgeConfig, Phase, ScenarioSamples, TargetSamples};
+use sandcanary_judge::{Comparison, JudgeConfig, ScenarioSamples, TargetSamples, VerdictPhase};
 use sandcanary_plugin::kube_logs::KubeLogSource;
 use serde_json::{Value, json};
 
@@ -88,7 +88,7 @@ async fn start_fake_llm() -> (FakeLlm, String) {
 }
 
 /// Sends the gathered logs through the configured LLM judge and returns the user message sent.
-async fn judge_and_capture(gathered: &GatheredLogs) -> (String, Phase) {
+async fn judge_and_capture(gathered: &GatheredLogs) -> (String, VerdictPhase) {
     let (fake, url) = start_fake_llm().await;
     let judge: JudgeConfig = serde_json::from_value(json!({
         "type": "llm",
@@ -180,7 +180,7 @@ async fn logs_reach_the_llm_fenced_and_marked() {
     assert_prompt_carries_logs_safely(&user);
     // Conservative mode: the model may only make a verdict stricter; an injected promote
     // cannot turn anything into a pass that the statistics did not already pass.
-    assert_eq!(phase, Phase::Successful);
+    assert_eq!(phase, VerdictPhase::Successful);
 }
 
 // ---------------------------------------------------------------------------------------------

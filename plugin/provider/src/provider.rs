@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use goplugin::gob::GoTime;
 use goplugin::metric::{
-    AnalysisRun, GarbageCollectArgs, GetMetadataArgs, Measurement, Metric, MetricProvider, Phase,
-    RunArgs, TerminateAndResumeArgs,
+    AnalysisPhase, AnalysisRun, GarbageCollectArgs, GetMetadataArgs, Measurement, Metric,
+    MetricProvider, RunArgs, TerminateAndResumeArgs,
 };
 
 use sandcanary_secret::SecretString;
 
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::{PluginConfig, PluginConfigError};
 use crate::job::{Job, JobContext};
 use crate::runner::{JobRunner, JobStatus};
 
@@ -27,8 +27,8 @@ pub struct SandcanaryProvider<J> {
     runner: JobRunner<J>,
 }
 
-fn config_of(metric: &Metric) -> Result<PluginConfig, ConfigError> {
-    let (_, raw) = metric.plugin_config().ok_or(ConfigError::Missing)?;
+fn config_of(metric: &Metric) -> Result<PluginConfig, PluginConfigError> {
+    let (_, raw) = metric.plugin_config().ok_or(PluginConfigError::Missing)?;
     PluginConfig::parse(raw)
 }
 
@@ -103,7 +103,7 @@ impl<J: Job> SandcanaryProvider<J> {
     }
 
     fn running(mut m: Measurement, poll: u64, message: String) -> Measurement {
-        m.phase = Phase::Running;
+        m.phase = AnalysisPhase::Running;
         m.message = message;
         m.resume_at = Some(GoTime::now().plus(Duration::from_secs(poll)));
         m.finished_at = None;
@@ -137,7 +137,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             analysisrun = %loggable(&format!("{}/{}", run.namespace, run.name)),
             handle = %loggable(&handle), started, "run");
         let mut m = Self::running(
-            Measurement::new(Phase::Running, ""),
+            Measurement::new(AnalysisPhase::Running, ""),
             poll,
             format!("{} job started", self.runner.job_name()),
         );
@@ -151,7 +151,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             Ok(c) => c,
             Err(e) => {
                 let mut m = m;
-                m.phase = Phase::Error;
+                m.phase = AnalysisPhase::Error;
                 m.message = e.to_string();
                 return m;
             }
@@ -163,14 +163,14 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
             .cloned()
         else {
             let mut m = m;
-            m.phase = Phase::Error;
+            m.phase = AnalysisPhase::Error;
             m.message = "measurement carries no sandcanary job handle".into();
             return m;
         };
         if handle.len() > MAX_HANDLE_BYTES || handle.chars().any(char::is_control) {
             tracing::warn!(handle = %loggable(&handle), bytes = handle.len(), "invalid job handle refused");
             let mut m = m;
-            m.phase = Phase::Error;
+            m.phase = AnalysisPhase::Error;
             m.message = format!(
                 "measurement carries an invalid sandcanary job handle ({} bytes; at most {MAX_HANDLE_BYTES}, no control characters)",
                 handle.len()
@@ -249,7 +249,7 @@ impl<J: Job> MetricProvider for SandcanaryProvider<J> {
                 m.message = outcome.message;
             }
             _ => {
-                m.phase = Phase::Successful;
+                m.phase = AnalysisPhase::Successful;
                 m.message = "measurement terminated before the job finished".into();
             }
         }
@@ -322,15 +322,15 @@ mod tests {
                 metric: metric.clone(),
             })
             .await;
-        assert_eq!(m.phase, Phase::Running);
+        assert_eq!(m.phase, AnalysisPhase::Running);
         let resume_at = m.resume_at.expect("ResumeAt set");
         assert!(resume_at.unix_secs > m.started_at.unwrap().unix_secs);
         assert_eq!(m.metadata.as_ref().unwrap()[HANDLE_KEY], "u1/bench/0");
         let still = p.resume(resume_args(m.clone(), &metric)).await;
-        assert_eq!(still.phase, Phase::Running);
+        assert_eq!(still.phase, AnalysisPhase::Running);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let done = p.resume(resume_args(m.clone(), &metric)).await;
-        assert_eq!(done.phase, Phase::Failed);
+        assert_eq!(done.phase, AnalysisPhase::Failed);
         assert_eq!(done.value, "12.5");
         assert_eq!(done.started_at, m.started_at, "StartedAt kept");
         assert!(done.finished_at.is_some() && done.resume_at.is_none());
@@ -372,7 +372,7 @@ mod tests {
                 }
                 progress.set_stage(Stage::Done);
                 crate::job::JobOutcome {
-                    phase: Phase::Successful,
+                    phase: AnalysisPhase::Successful,
                     value: "100.00".into(),
                     message: "ok".into(),
                     summary: BTreeMap::from([("sandcanary.score".into(), "100".into())]),
@@ -396,7 +396,7 @@ mod tests {
         // Wait until some but not all samples are done.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = p.resume(resume_args(m.clone(), &metric)).await;
-        assert_eq!(r.phase, Phase::Running);
+        assert_eq!(r.phase, AnalysisPhase::Running);
         let md = r.metadata.clone().unwrap();
         let key = |k: &str| md.get(&format!("{PROGRESS_PREFIX}{k}")).cloned();
         assert_eq!(key("stage").as_deref(), Some("benching"), "{md:?}");
@@ -432,7 +432,7 @@ mod tests {
                 next.metadata.as_ref().unwrap().get(&scenario_key) == Some(&"warm".to_string());
         };
         assert!(seen_warm, "the current scenario moved from cold to warm");
-        assert_eq!(done.phase, Phase::Successful);
+        assert_eq!(done.phase, AnalysisPhase::Successful);
         let md = done.metadata.unwrap();
         assert!(md.keys().all(|k| !k.starts_with(PROGRESS_PREFIX)), "{md:?}");
         assert_eq!(md["sandcanary.score"], "100");
@@ -449,7 +449,7 @@ mod tests {
             })
             .await;
         let r = p.resume(resume_args(m, &metric)).await;
-        assert_eq!(r.phase, Phase::Running);
+        assert_eq!(r.phase, AnalysisPhase::Running);
         assert_eq!(r.metadata.unwrap().len(), 1, "only the handle");
         assert!(r.message.starts_with("placeholder job running for"));
     }
@@ -471,10 +471,10 @@ mod tests {
     async fn unknown_handle_restarts_and_terminate_cancels() {
         let p = SandcanaryProvider::new(PlaceholderJob);
         let metric = metric(r#"{"placeholder":{"durationMs":60000}}"#);
-        let mut m = Measurement::new(Phase::Running, "");
+        let mut m = Measurement::new(AnalysisPhase::Running, "");
         m.metadata = Some(BTreeMap::from([(HANDLE_KEY.into(), "lost/bench/3".into())]));
         let r = p.resume(resume_args(m.clone(), &metric)).await;
-        assert_eq!(r.phase, Phase::Running);
+        assert_eq!(r.phase, AnalysisPhase::Running);
         assert!(r.message.contains("started again"));
         assert_eq!(p.runner.running(), 1);
         m.metadata
@@ -505,15 +505,15 @@ mod tests {
                 metric: bad.clone(),
             })
             .await;
-        assert_eq!(m.phase, Phase::Error);
+        assert_eq!(m.phase, AnalysisPhase::Error);
         assert!(m.message.contains("configuration"), "{}", m.message);
         let r = p
             .resume(resume_args(
-                Measurement::new(Phase::Running, ""),
+                Measurement::new(AnalysisPhase::Running, ""),
                 &metric("{}"),
             ))
             .await;
-        assert_eq!(r.phase, Phase::Error);
+        assert_eq!(r.phase, AnalysisPhase::Error);
         assert!(
             p.metadata(GetMetadataArgs { metric: bad })
                 .contains_key("error")
@@ -524,18 +524,18 @@ mod tests {
                 metric: metric("{}"),
             })
             .await;
-        assert_eq!(none.phase, Phase::Error);
+        assert_eq!(none.phase, AnalysisPhase::Error);
     }
 
     #[tokio::test]
     async fn a_forged_oversized_handle_is_refused_and_logged_only_in_part() {
         let p = SandcanaryProvider::new(PlaceholderJob);
         let metric = metric(r#"{"placeholder":{"durationMs":5000}}"#);
-        let mut m = Measurement::new(Phase::Running, "");
+        let mut m = Measurement::new(AnalysisPhase::Running, "");
         let forged = "x".repeat(1 << 20);
         m.metadata = Some(BTreeMap::from([(HANDLE_KEY.into(), forged.clone())]));
         let r = p.resume(resume_args(m.clone(), &metric)).await;
-        assert_eq!(r.phase, Phase::Error);
+        assert_eq!(r.phase, AnalysisPhase::Error);
         assert!(
             r.message.contains("invalid sandcanary job handle"),
             "{}",
@@ -554,7 +554,10 @@ mod tests {
             HANDLE_KEY.into(),
             "u1/bench/0\nforged line".to_string(),
         )]));
-        assert_eq!(p.resume(resume_args(m, &metric)).await.phase, Phase::Error);
+        assert_eq!(
+            p.resume(resume_args(m, &metric)).await.phase,
+            AnalysisPhase::Error
+        );
 
         let logged = loggable(&forged);
         assert!(logged.len() < MAX_LOGGED_BYTES + 32, "{}", logged.len());

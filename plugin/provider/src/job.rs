@@ -1,11 +1,12 @@
-//! The work behind one measurement. [`Job`] is the seam the real bench-and-judge job will
-//! plug into; [`PlaceholderJob`] is a stand-in that only waits and reports a scripted verdict.
+//! The work behind one measurement. [`Job`] is the seam: the bench job
+//! ([`crate::bench_job::BenchJob`]) measures and judges; [`PlaceholderJob`] only waits and reports
+//! a scripted verdict, for protocol tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use goplugin::metric::Phase;
+use goplugin::metric::AnalysisPhase;
 use sandcanary_canary::Progress;
 use sandcanary_secret::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ pub struct JobContext {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobOutcome {
     /// A completed phase: Successful, Failed, Inconclusive or Error.
-    pub phase: Phase,
+    pub phase: AnalysisPhase,
     /// The measurement value (a 0-100 score).
     pub value: String,
     pub message: String,
@@ -65,8 +66,8 @@ pub trait Job: Send + Sync + 'static {
     ) -> BoxFuture<'static, JobOutcome>;
 }
 
-/// PLACEHOLDER until the bench and judges exist: waits `placeholder.durationMs` and reports
-/// `placeholder.phase` with `placeholder.score`. It measures nothing.
+/// The protocol tests' job (`SANDCANARY_JOB=placeholder`): waits `placeholder.durationMs` and
+/// reports `placeholder.phase` with `placeholder.score`. It measures nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlaceholderJob;
 
@@ -88,7 +89,7 @@ impl Job for PlaceholderJob {
                 _ = tokio::time::sleep(Duration::from_millis(p.duration_ms)) => {}
                 _ = cancel.cancelled() => {
                     return JobOutcome {
-                        phase: Phase::Inconclusive,
+                        phase: AnalysisPhase::Inconclusive,
                         value: String::new(),
                         message: "placeholder job cancelled".into(),
                         summary: BTreeMap::new(),
@@ -97,7 +98,7 @@ impl Job for PlaceholderJob {
             }
             tracing::info!(metric = %ctx.metric, analysisrun = %ctx.analysis_run, "placeholder job finished");
             JobOutcome {
-                phase: Phase::parse(&p.phase),
+                phase: AnalysisPhase::parse(&p.phase),
                 value: format!("{}", p.score),
                 message: "placeholder job: no benchmark was run".into(),
                 summary: BTreeMap::from([("sandcanary.job".into(), "placeholder".into())]),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use goplugin::metric::Phase;
+use goplugin::metric::AnalysisPhase;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 use sandcanary_plugin::events::{
@@ -133,7 +133,7 @@ async fn verdict_events_with_only_create_on_events() {
 
     let sa = KubeEvents::new(service_account_client().await);
     let failed = VerdictEvent::of(
-        &Phase::Failed,
+        &AnalysisPhase::Failed,
         "statistical: Failed (score 12.5): cold.total_ms High",
         Some("created https://github.com/acme/proxy/issues/7"),
     );
@@ -145,7 +145,7 @@ async fn verdict_events_with_only_create_on_events() {
     assert_eq!(again, Recorded::AlreadyThere);
     // The next measurement's verdict is a promote.
     let promote = VerdictEvent::of(
-        &Phase::Successful,
+        &AnalysisPhase::Successful,
         "statistical: Successful (score 98)",
         None,
     );

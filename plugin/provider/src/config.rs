@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 /// Errors reading the configuration; shown to users in the measurement message.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum PluginConfigError {
     #[error("metric has no plugin configuration (expected exactly one key under provider.plugin)")]
     Missing,
     #[error("invalid sandcanary plugin configuration: {0}")]
@@ -20,9 +20,10 @@ pub enum ConfigError {
 pub struct PluginConfig {
     /// How long the controller should wait between `Resume` calls while a job runs.
     pub poll_seconds: u64,
-    /// Settings for the placeholder job (until the bench job replaces it).
+    /// Settings for the placeholder job (`SANDCANARY_JOB=placeholder`, protocol tests only).
     pub placeholder: PlaceholderConfig,
-    /// Everything else, kept for the job that will read it.
+    /// Everything else: the canary analysis's own configuration, which the bench job parses as
+    /// `sandcanary_canary::CanaryConfig`.
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
@@ -59,10 +60,10 @@ impl Default for PlaceholderConfig {
 }
 
 impl PluginConfig {
-    pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
+    pub fn parse(raw: &[u8]) -> Result<Self, PluginConfigError> {
         let c: PluginConfig = serde_json::from_slice(raw)?;
         if c.poll_seconds == 0 || c.poll_seconds > 3600 {
-            return Err(ConfigError::Value(format!(
+            return Err(PluginConfigError::Value(format!(
                 "pollSeconds must be between 1 and 3600, got {}",
                 c.poll_seconds
             )));
@@ -71,13 +72,15 @@ impl PluginConfig {
             c.placeholder.phase.as_str(),
             "Successful" | "Failed" | "Inconclusive"
         ) {
-            return Err(ConfigError::Value(format!(
+            return Err(PluginConfigError::Value(format!(
                 "placeholder.phase must be Successful, Failed or Inconclusive, got {:?}",
                 c.placeholder.phase
             )));
         }
         if !(0.0..=100.0).contains(&c.placeholder.score) {
-            return Err(ConfigError::Value("placeholder.score must be 0-100".into()));
+            return Err(PluginConfigError::Value(
+                "placeholder.score must be 0-100".into(),
+            ));
         }
         Ok(c)
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use goplugin::metric::Phase;
+use goplugin::metric::AnalysisPhase;
 use sandcanary_canary::{CanaryConfig, LogSource, Progress, RunContext};
 use tokio_util::sync::CancellationToken;
 
@@ -146,7 +146,7 @@ impl BenchJob {
             (
                 true,
                 JobOutcome {
-                    phase: Phase::Error,
+                    phase: AnalysisPhase::Error,
                     value: String::new(),
                     message,
                     summary: BTreeMap::new(),
@@ -197,7 +197,7 @@ impl BenchJob {
         (
             canary.kubernetes_events,
             JobOutcome {
-                phase: Phase::parse(outcome.phase.as_argo()),
+                phase: AnalysisPhase::parse(outcome.phase.as_argo()),
                 value: outcome.value(),
                 message: outcome.message.clone(),
                 summary: outcome
@@ -275,7 +275,7 @@ mod tests {
                 Progress::new(),
             )
             .await;
-        assert_eq!(out.phase, Phase::Error);
+        assert_eq!(out.phase, AnalysisPhase::Error);
         assert!(
             out.message.contains("missing field `canary`"),
             "{}",
@@ -339,7 +339,7 @@ mod tests {
                 Progress::new(),
             )
             .await;
-        assert_eq!(out.phase, Phase::Error);
+        assert_eq!(out.phase, AnalysisPhase::Error);
         assert!(
             out.message.starts_with("stable target: session API"),
             "{}",
@@ -359,7 +359,7 @@ mod tests {
                 Progress::new(),
             )
             .await;
-        assert_eq!(out.phase, Phase::Error);
+        assert_eq!(out.phase, AnalysisPhase::Error);
         assert!(
             out.message
                 .starts_with("refused by the operator's rules: sessionApiToken: file references")

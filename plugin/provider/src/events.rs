@@ -11,7 +11,7 @@ use std::hash::Hasher;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use goplugin::metric::Phase;
+use goplugin::metric::AnalysisPhase;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -62,11 +62,11 @@ impl VerdictEvent {
     /// The event of a completed measurement: Normal only for a promote; a regression, an
     /// inconclusive result (it pauses the Rollout) and an error are Warnings. `issue` is the
     /// GitHub report's one-line description (`created https://…`), when there is one.
-    pub fn of(phase: &Phase, summary: &str, issue: Option<&str>) -> Self {
+    pub fn of(phase: &AnalysisPhase, summary: &str, issue: Option<&str>) -> Self {
         let (type_, reason) = match phase {
-            Phase::Successful => (EventType::Normal, "SandcanaryPromote"),
-            Phase::Failed => (EventType::Warning, "SandcanaryRegression"),
-            Phase::Inconclusive => (EventType::Warning, "SandcanaryInconclusive"),
+            AnalysisPhase::Successful => (EventType::Normal, "SandcanaryPromote"),
+            AnalysisPhase::Failed => (EventType::Warning, "SandcanaryRegression"),
+            AnalysisPhase::Inconclusive => (EventType::Warning, "SandcanaryInconclusive"),
             _ => (EventType::Warning, "SandcanaryError"),
         };
         let line = summary.lines().next().unwrap_or_default().trim();
@@ -260,14 +260,18 @@ mod tests {
 
     #[test]
     fn types_and_reasons_follow_the_phase() {
-        let e = VerdictEvent::of(&Phase::Successful, "statistical: promote (score 97)", None);
+        let e = VerdictEvent::of(
+            &AnalysisPhase::Successful,
+            "statistical: promote (score 97)",
+            None,
+        );
         assert_eq!(
             (e.type_, e.reason),
             (EventType::Normal, "SandcanaryPromote")
         );
         assert_eq!(e.message, "statistical: promote (score 97)");
         let e = VerdictEvent::of(
-            &Phase::Failed,
+            &AnalysisPhase::Failed,
             "regressed\nsecond line",
             Some("created https://github.com/a/b/issues/3"),
         );
@@ -280,14 +284,14 @@ mod tests {
             "regressed; GitHub issue: created https://github.com/a/b/issues/3"
         );
         assert_eq!(
-            VerdictEvent::of(&Phase::Error, "x", None).reason,
+            VerdictEvent::of(&AnalysisPhase::Error, "x", None).reason,
             "SandcanaryError"
         );
         assert_eq!(
-            VerdictEvent::of(&Phase::Inconclusive, "x", None).type_,
+            VerdictEvent::of(&AnalysisPhase::Inconclusive, "x", None).type_,
             EventType::Warning
         );
-        let long = VerdictEvent::of(&Phase::Failed, &"é".repeat(2000), None);
+        let long = VerdictEvent::of(&AnalysisPhase::Failed, &"é".repeat(2000), None);
         assert!(long.message.len() <= MAX_MESSAGE && long.message.ends_with("..."));
     }
 
@@ -310,7 +314,11 @@ mod tests {
             name: "ar".into(),
             uid: "u-1".into(),
         };
-        let e = to_event(&run, "k", &VerdictEvent::of(&Phase::Successful, "ok", None));
+        let e = to_event(
+            &run,
+            "k",
+            &VerdictEvent::of(&AnalysisPhase::Successful, "ok", None),
+        );
         let o = &e.involved_object;
         assert_eq!(o.kind.as_deref(), Some("AnalysisRun"));
         assert_eq!(o.api_version.as_deref(), Some("argoproj.io/v1alpha1"));
@@ -357,7 +365,7 @@ mod tests {
             name: "ar".into(),
             uid: "u".into(),
         };
-        let e = VerdictEvent::of(&Phase::Failed, "bad", None);
+        let e = VerdictEvent::of(&AnalysisPhase::Failed, "bad", None);
         let note = record_verdict(&Failing, &run, "k", &e, Duration::from_secs(1)).await;
         assert_eq!(
             note,
