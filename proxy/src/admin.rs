@@ -13,7 +13,9 @@ use subtle::ConstantTimeEq;
 
 use crate::admission::Admission;
 use crate::backend::BackendError;
-use crate::config::{Secret, valid_id};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::id::valid as valid_id;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::session::{ControlError, SessionInfo, SessionManager};
@@ -23,7 +25,7 @@ pub struct AdminState {
     pub sessions: SessionManager,
     pub identity: Arc<dyn Identity>,
     pub metrics: Metrics,
-    pub token: Option<Secret>,
+    pub token: Option<SecretString>,
     /// Session API ensures take a slot like data-port requests (tenant `session-api`).
     pub admission: Option<Arc<Admission>>,
 }
@@ -96,7 +98,12 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(presented.trim().as_bytes().ct_eq(token.expose().as_bytes())) {
+    if bool::from(
+        presented
+            .trim()
+            .as_bytes()
+            .ct_eq(token.expose_secret().as_bytes()),
+    ) {
         Ok(())
     } else {
         Err(Refusal(

@@ -14,8 +14,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::LocalSettings;
 use crate::backend::{Authority, BackendError, Endpoint};
-use crate::config::LocalConfig;
 
 pub struct SandboxProcess {
     pub seq: u64,
@@ -151,8 +151,8 @@ fn free_port(bind: IpAddr) -> Result<u16, BackendError> {
 }
 
 /// Starts one sandbox and waits until both of its listeners are up.
-pub async fn start(cfg: &LocalConfig, seq: u64) -> Result<SandboxProcess, BackendError> {
-    // Kept short: Chromium puts unix sockets under it (see LocalConfig::MAX_TMP_DIR_BYTES).
+pub async fn start(cfg: &LocalSettings, seq: u64) -> Result<SandboxProcess, BackendError> {
+    // Kept short: Chromium puts unix sockets under it (see LocalSettings::MAX_TMP_DIR_BYTES).
     let dir = cfg.tmp_dir.join(format!("{}-{seq}", std::process::id()));
     tokio::fs::create_dir_all(&dir)
         .await
