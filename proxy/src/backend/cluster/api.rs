@@ -1,5 +1,6 @@
-//! What the Kubernetes backends share: the labels on objects the proxy manages, the error
-//! classification (what to retry, what fails at once), and the `list` of managed ids.
+//! The Kubernetes calls the cluster backends share: wait on one object, create and delete
+//! tolerantly, list the managed ids, the labels on managed objects, and the error classification
+//! (what to retry, what fails at once).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,7 +12,7 @@ use kube::runtime::watcher;
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::{BackendError, Endpoint};
+use crate::backend::{BackendError, Endpoint};
 
 /// How often a waited-for object is read, in case a watch event is missed or the watch is down.
 pub const POLL: Duration = Duration::from_millis(500);
