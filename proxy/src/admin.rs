@@ -11,10 +11,10 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::admission::Admission;
-use crate::backend::BackendError;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::admission::Admission;
+use crate::http_error::HttpError;
 use crate::id::valid as valid_id;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -125,16 +125,7 @@ fn check_id(id: &str) -> Result<(), Refusal> {
 }
 
 fn control_error(e: ControlError) -> Refusal {
-    let status = match &e {
-        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-        ControlError::Conflict { .. } => StatusCode::CONFLICT,
-        ControlError::Backend(BackendError::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
-        ControlError::Backend(BackendError::NotFound(_)) => StatusCode::NOT_FOUND,
-        ControlError::Backend(BackendError::Capacity(_)) => StatusCode::SERVICE_UNAVAILABLE,
-        ControlError::Backend(_) => StatusCode::BAD_GATEWAY,
-        ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-    };
-    Refusal(status, e.to_string())
+    Refusal(e.status(), e.to_string())
 }
 
 type Answer<T> = Result<T, Refusal>;
@@ -191,8 +182,7 @@ async fn ensure(
                 .map(Json)
                 .ok_or_else(|| error(StatusCode::CONFLICT, "the session went away meanwhile"));
         }
-        Err(e) if e.is_capacity() => Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => Refusal(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => Refusal(e.status(), e.to_string()),
     };
     Err(refusal.into_response())
 }

@@ -99,10 +99,10 @@ async fn pod_running(client: &kube::Client, ns: &str) -> Result<bool, BackendErr
             warn!(namespace = ns, error = %describe(&e), "listing sandbox pods failed; retrying");
             Ok(false)
         }
-        Err(e) => Err(BackendError::Failed(format!(
-            "cannot list sandbox pods in {ns}: {}",
-            describe(&e)
-        ))),
+        Err(e) => Err(BackendError::kube(
+            format!("cannot list sandbox pods in {ns}"),
+            e,
+        )),
     }
 }
 

@@ -147,7 +147,7 @@ fn free_port(bind: IpAddr) -> Result<u16, BackendError> {
     TcpListener::bind((bind, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| BackendError::Failed(format!("no free port on {bind}: {e}")))
+        .map_err(|e| BackendError::io(format!("no free port on {bind}"), e))
 }
 
 /// Starts one sandbox and waits until both of its listeners are up.
@@ -156,7 +156,7 @@ pub async fn start(cfg: &LocalSettings, seq: u64) -> Result<SandboxProcess, Back
     let dir = cfg.tmp_dir.join(format!("{}-{seq}", std::process::id()));
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|e| BackendError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| BackendError::io(format!("cannot create {}", dir.display()), e))?;
     let port = free_port(cfg.bind)?;
     let mcp_port = if cfg.mcp {
         Some(free_port(cfg.bind)?)
@@ -194,7 +194,7 @@ pub async fn start(cfg: &LocalSettings, seq: u64) -> Result<SandboxProcess, Back
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| BackendError::Failed(format!("cannot start {}: {e}", cfg.node.display())))?;
+        .map_err(|e| BackendError::io(format!("cannot start {}", cfg.node.display()), e))?;
     let pid = child
         .id()
         .map(|p| p as i32)
