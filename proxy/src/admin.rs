@@ -11,9 +11,11 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::admission::Admission;
-use crate::backend::BackendError;
-use crate::config::{Secret, valid_id};
+use crate::http_error::HttpError;
+use crate::id::valid as valid_id;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::session::{ControlError, SessionInfo, SessionManager};
@@ -23,7 +25,7 @@ pub struct AdminState {
     pub sessions: SessionManager,
     pub identity: Arc<dyn Identity>,
     pub metrics: Metrics,
-    pub token: Option<Secret>,
+    pub token: Option<SecretString>,
     /// Session API ensures take a slot like data-port requests (tenant `session-api`).
     pub admission: Option<Arc<Admission>>,
 }
@@ -96,7 +98,12 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(presented.trim().as_bytes().ct_eq(token.expose().as_bytes())) {
+    if bool::from(
+        presented
+            .trim()
+            .as_bytes()
+            .ct_eq(token.expose_secret().as_bytes()),
+    ) {
         Ok(())
     } else {
         Err(Refusal(
@@ -118,16 +125,7 @@ fn check_id(id: &str) -> Result<(), Refusal> {
 }
 
 fn control_error(e: ControlError) -> Refusal {
-    let status = match &e {
-        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-        ControlError::Conflict { .. } => StatusCode::CONFLICT,
-        ControlError::Backend(BackendError::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
-        ControlError::Backend(BackendError::NotFound(_)) => StatusCode::NOT_FOUND,
-        ControlError::Backend(BackendError::Capacity(_)) => StatusCode::SERVICE_UNAVAILABLE,
-        ControlError::Backend(_) => StatusCode::BAD_GATEWAY,
-        ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-    };
-    Refusal(status, e.to_string())
+    Refusal(e.status(), e.to_string())
 }
 
 type Answer<T> = Result<T, Refusal>;
@@ -184,8 +182,7 @@ async fn ensure(
                 .map(Json)
                 .ok_or_else(|| error(StatusCode::CONFLICT, "the session went away meanwhile"));
         }
-        Err(e) if e.is_capacity() => Refusal(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => Refusal(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => Refusal(e.status(), e.to_string()),
     };
     Err(refusal.into_response())
 }

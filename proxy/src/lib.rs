@@ -9,6 +9,7 @@ pub mod admission;
 pub mod backend;
 pub mod config;
 pub mod forward;
+pub mod http_error;
 pub mod id;
 pub mod identity;
 pub mod metrics;

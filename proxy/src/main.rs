@@ -31,11 +31,11 @@ async fn main() -> ExitCode {
     };
     init_tracing(cfg.log_format);
     info!(
-        backend = cfg.backend.as_str(),
+        backend = cfg.backend.kind().as_str(),
         listen = %cfg.listen_addr,
         admin = %cfg.metrics_addr,
         idle_ttl = ?cfg.idle_ttl,
-        identity = ?cfg.identity,
+        identity = ?cfg.identity.sources,
         "starting"
     );
     let running = match server::start(cfg).await {

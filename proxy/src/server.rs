@@ -20,12 +20,12 @@ use tracing::{debug, info, warn};
 use crate::admin::{self, AdminState};
 use crate::admission::Admission;
 use crate::backend::Backend;
-use crate::backend::isola::{IsolaBackend, IsolaSettings};
-use crate::backend::kars::{KarsBackend, KarsSettings};
+use crate::backend::isola::IsolaBackend;
+use crate::backend::kars::KarsBackend;
 use crate::backend::local::LocalBackend;
-use crate::backend::sandbox_claim::{SandboxClaimBackend, SandboxClaimSettings};
+use crate::backend::sandbox_claim::SandboxClaimBackend;
 use crate::backend::substrate::SubstrateBackend;
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendConfig, Config};
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::identity::{Chain, Identity};
 use crate::metrics::Metrics;
@@ -43,6 +43,9 @@ pub enum StartError {
     /// Neither KUBECONFIG nor the in-cluster service account gave a usable client.
     #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
     Kube(#[source] kube::Error),
+    /// `backend_for` was given no client for a backend that keeps its sandboxes in Kubernetes.
+    #[error("BACKEND: the {0} backend needs a Kubernetes client")]
+    NoKube(&'static str),
     #[error("LEADER_ELECTION: the {0} backend cannot share sandboxes between replicas")]
     NotShareable(&'static str),
     #[error("LEADER_ELECTION: {0}")]
@@ -56,69 +59,21 @@ pub async fn kube_client() -> Result<kube::Client, StartError> {
 }
 
 /// Builds the backend the configuration names; cluster backends need `kube`.
-pub fn backend_for(cfg: &Config, kube: Option<kube::Client>) -> Arc<dyn Backend> {
-    match cfg.backend {
-        BackendKind::Local => Arc::new(LocalBackend::new(cfg.local.clone())),
-        BackendKind::SandboxClaim => {
-            let claim = cfg
-                .sandbox_claim
-                .as_ref()
-                .expect("validated: sandboxclaim has its settings");
-            Arc::new(SandboxClaimBackend::new(
-                kube.expect("cluster backends get a Kubernetes client"),
-                SandboxClaimSettings {
-                    namespace: cfg
-                        .pod_namespace
-                        .clone()
-                        .expect("validated: cluster backends have POD_NAMESPACE"),
-                    warmpool: claim.warmpool_name.clone(),
-                    label_key: cfg.label_key.clone(),
-                    sandbox_port: cfg.sandbox_port,
-                    mcp_port: cfg.sandbox_mcp_port,
-                },
-            ))
-        }
-        BackendKind::Isola => {
-            let isola = cfg
-                .isola
-                .as_ref()
-                .expect("validated: isola has its settings");
-            Arc::new(IsolaBackend::new(
-                kube.expect("cluster backends get a Kubernetes client"),
-                IsolaSettings {
-                    namespace: isola.namespace.clone(),
-                    image: isola.image.clone(),
-                    allowed_egress_cidrs: isola.allowed_egress_cidrs.clone(),
-                    label_key: cfg.label_key.clone(),
-                    sandbox_port: cfg.sandbox_port,
-                },
-            ))
-        }
-        BackendKind::KarsSandbox => {
-            let kars = cfg
-                .kars
-                .as_ref()
-                .expect("validated: karssandbox has its settings");
-            Arc::new(KarsBackend::new(
-                kube.expect("cluster backends get a Kubernetes client"),
-                KarsSettings {
-                    namespace: cfg
-                        .pod_namespace
-                        .clone()
-                        .expect("validated: cluster backends have POD_NAMESPACE"),
-                    image: kars.image.clone(),
-                    inference_ref: kars.inference_ref.clone(),
-                    label_key: cfg.label_key.clone(),
-                    sandbox_port: cfg.sandbox_port,
-                },
-            ))
-        }
-        BackendKind::Substrate => Arc::new(SubstrateBackend::new(
-            cfg.substrate
-                .clone()
-                .expect("validated: substrate has its settings"),
-        )),
-    }
+pub fn backend_for(
+    cfg: &Config,
+    kube: Option<kube::Client>,
+) -> Result<Arc<dyn Backend>, StartError> {
+    let kube = || {
+        kube.clone()
+            .ok_or(StartError::NoKube(cfg.backend.kind().as_str()))
+    };
+    Ok(match &cfg.backend {
+        BackendConfig::Local(s) => Arc::new(LocalBackend::new(s.clone())),
+        BackendConfig::SandboxClaim(s) => Arc::new(SandboxClaimBackend::new(kube()?, s.clone())),
+        BackendConfig::Isola(s) => Arc::new(IsolaBackend::new(kube()?, s.clone())),
+        BackendConfig::KarsSandbox(s) => Arc::new(KarsBackend::new(kube()?, s.clone())),
+        BackendConfig::Substrate(s) => Arc::new(SubstrateBackend::new(s.clone())),
+    })
 }
 
 /// A running proxy.
@@ -153,7 +108,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    let backend = backend_for(&cfg, kube.clone());
+    let backend = backend_for(&cfg, kube.clone())?;
     let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube.clone()));
     start_parts(cfg, backend, identity, kube).await
 }

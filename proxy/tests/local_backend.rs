@@ -6,13 +6,13 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use sandcanary_proxy::backend::local::LocalSettings;
 use sandcanary_proxy::backend::local::{LocalBackend, process_tree};
 use sandcanary_proxy::backend::{Backend, BackendError};
-use sandcanary_proxy::config::LocalConfig;
 
 fn local(dir: &std::path::Path, warm: usize, max: usize, mcp: bool) -> LocalBackend {
     support::init_tracing();
-    LocalBackend::new(LocalConfig {
+    LocalBackend::new(LocalSettings {
         sandbox_server: support::sandbox_server().into(),
         node: "node".into(),
         chromium: "/usr/bin/chromium".into(),

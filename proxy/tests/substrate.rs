@@ -16,7 +16,7 @@ use sandcanary_proxy::backend::local::{LocalBackend, process_tree};
 use sandcanary_proxy::backend::substrate::proto::actor::Status as ActorStatus;
 use sandcanary_proxy::backend::substrate::{SubstrateBackend, actor_id, host_header};
 use sandcanary_proxy::backend::{Backend, BackendError};
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{BackendConfig, RawConfig};
 use substrate_support::{FakeSubstrate, Rpc, TEMPLATE_NAME, TEMPLATE_NS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -40,7 +40,10 @@ fn raw(fake: &FakeSubstrate) -> RawConfig {
 
 fn backend(raw: RawConfig) -> SubstrateBackend {
     support::init_tracing();
-    SubstrateBackend::new(support::config(raw).substrate.expect("substrate settings"))
+    match support::config(raw).backend {
+        BackendConfig::Substrate(s) => SubstrateBackend::new(s),
+        other => panic!("not substrate settings: {other:?}"),
+    }
 }
 
 fn count(rpcs: &[Rpc], name: &str) -> usize {
@@ -516,7 +519,10 @@ async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_re
         local_start_timeout: Some("120s".into()),
         ..support::raw_config()
     })
-    .local;
+    .backend;
+    let BackendConfig::Local(local_cfg) = local_cfg else {
+        panic!("not local settings")
+    };
     let workloads = LocalBackend::new(local_cfg);
     let fake = FakeSubstrate::start(None, Some(workloads.clone())).await;
     let p = sandcanary_proxy::server::start(support::config(RawConfig {

@@ -3,14 +3,15 @@
 //! `Ready=True` with a `status.podIP`, by watch with a poll fallback; terminal reasons fail at once.
 
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
 
-use super::cluster::{self, clip, condition, text};
+use super::cluster::{
+    self, ClusterBackend, ClusterKind, Judged, PodIp, clip, condition, ownership, text,
+};
 use super::naming::valid_object_name;
-use super::{Authority, Backend, BackendError, Endpoint};
+use super::{Authority, BackendError, Endpoint};
 
 pub const GROUP: &str = "sandbox.isola.run";
 pub const VERSION: &str = "v1alpha1";
@@ -97,127 +98,76 @@ pub fn manifest(s: &IsolaSettings, id: &str) -> Value {
     })
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum IsolaState {
-    Ready { ip: String, instance: String },
-    Terminal(String),
-    Deleting,
-    Foreign(String),
-    Pending,
-}
-
-pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> IsolaState {
-    if obj.metadata.deletion_timestamp.is_some() {
-        return IsolaState::Deleting;
-    }
-    let owner = obj.metadata.labels.as_ref().and_then(|l| l.get(label_key));
-    if owner.map(String::as_str) != Some(id) {
-        return IsolaState::Foreign(format!(
-            "sandbox {} is labelled {label_key}={:?}, not {id:?}",
-            obj.metadata.name.as_deref().unwrap_or(""),
-            owner.map(String::as_str).unwrap_or("")
-        ));
+/// Judges one observed Sandbox for `id`: ready once `Ready=True` with a `status.podIP`.
+pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> Judged<PodIp> {
+    if let Some(j) = ownership(obj, KIND, label_key, id) {
+        return j;
     }
     let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
     let Some(ready) = condition(&status, "Ready") else {
-        return IsolaState::Pending;
+        return Judged::Pending;
     };
     let reason = text(ready, "reason");
     if TERMINAL_REASONS.contains(&reason) {
-        return IsolaState::Terminal(clip(&format!("{reason}: {}", text(ready, "message"))));
+        return Judged::Terminal(clip(&format!("{reason}: {}", text(ready, "message"))));
     }
     if text(ready, "status") != "True" {
-        return IsolaState::Pending;
+        return Judged::Pending;
     }
     match text(&status, "podIP").trim() {
-        "" => IsolaState::Pending,
-        ip => IsolaState::Ready {
+        "" => Judged::Pending,
+        ip => Judged::Ready(PodIp {
             ip: ip.to_string(),
             instance: obj.metadata.uid.clone().unwrap_or_default(),
-        },
+        }),
     }
 }
 
-pub struct IsolaBackend {
-    api: Api<DynamicObject>,
-    settings: IsolaSettings,
-}
-
-impl IsolaBackend {
-    pub fn new(client: kube::Client, settings: IsolaSettings) -> Self {
-        let api = Api::namespaced_with(client, &settings.namespace, &api_resource());
-        Self { api, settings }
-    }
-
-    async fn observe(
-        &self,
-        id: &str,
-        obj: Option<DynamicObject>,
-    ) -> Option<Result<Endpoint, BackendError>> {
-        let Some(obj) = obj else {
-            let served = format!("{GROUP}/{VERSION}");
-            return cluster::create_tolerant(
-                &self.api,
-                manifest(&self.settings, id),
-                KIND,
-                &served,
-            )
-            .await
-            .err()
-            .map(Err);
-        };
-        match judge(&obj, &self.settings.label_key, id) {
-            IsolaState::Ready { ip, instance } => {
-                info!(id, ip = %ip, "isola sandbox ready");
-                Some(Ok(Endpoint {
-                    ws: Authority::new(ip, self.settings.sandbox_port),
-                    mcp: None,
-                    host_header: None,
-                    instance,
-                }))
-            }
-            IsolaState::Terminal(why) => {
-                warn!(id, reason = %why, "isola sandbox failed");
-                if let Err(e) = cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await {
-                    warn!(id, error = %e, "cannot delete the failed sandbox");
-                }
-                Some(Err(BackendError::Failed(format!(
-                    "isola sandbox {} failed: {why}",
-                    object_name(id)
-                ))))
-            }
-            IsolaState::Foreign(why) => Some(Err(BackendError::Failed(why))),
-            IsolaState::Deleting | IsolaState::Pending => None,
-        }
-    }
-}
+/// The backend: the generic cluster backend over isola Sandboxes.
+pub type IsolaBackend = ClusterBackend<IsolaSettings>;
 
 #[async_trait]
-impl Backend for IsolaBackend {
-    fn name(&self) -> &'static str {
-        "isola"
-    }
+impl ClusterKind for IsolaSettings {
+    const BACKEND: &'static str = "isola";
+    const KIND: &'static str = KIND;
+    const NOUN: &'static str = "isola sandbox";
+    const DELETE_FAILED: bool = true;
+    type Ready = PodIp;
 
-    async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError> {
-        let name = object_name(id);
-        cluster::wait_on(&self.api, KIND, &name, |obj| self.observe(id, obj)).await
+    fn api_resource() -> ApiResource {
+        api_resource()
     }
-
-    async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
+    fn served_as() -> String {
+        format!("{GROUP}/{VERSION}")
     }
-
-    async fn list(&self) -> Result<Vec<String>, BackendError> {
-        cluster::list_managed(&self.api, &self.settings.label_key).await
+    fn object_name(id: &str) -> String {
+        object_name(id)
     }
-
-    fn activity_store(&self) -> Option<crate::replicas::ActivityStore> {
-        Some(crate::replicas::ActivityStore::new(
-            self.api.clone(),
-            KIND,
-            &self.settings.label_key,
-            object_name,
-        ))
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn label_key(&self) -> &str {
+        &self.label_key
+    }
+    fn manifest(&self, id: &str) -> Value {
+        manifest(self, id)
+    }
+    fn judge(&self, obj: &DynamicObject, id: &str) -> Judged<PodIp> {
+        judge(obj, &self.label_key, id)
+    }
+    async fn endpoint(
+        &self,
+        _client: &kube::Client,
+        _id: &str,
+        _obj: &DynamicObject,
+        ready: PodIp,
+    ) -> Result<Option<Endpoint>, BackendError> {
+        Ok(Some(Endpoint {
+            ws: Authority::new(ready.ip, self.sandbox_port),
+            mcp: None,
+            host_header: None,
+            instance: ready.instance,
+        }))
     }
 }
 
@@ -286,27 +236,27 @@ mod tests {
         let ready = |ip: &str| json!({"conditions": [{"type": "Ready", "status": "True", "reason": "PodRunning"}], "podIP": ip});
         assert_eq!(
             judge(&obj(ready("10.1.2.3")), "playwright-id", "abc"),
-            IsolaState::Ready {
+            Judged::Ready(PodIp {
                 ip: "10.1.2.3".into(),
                 instance: "u".into()
-            }
+            })
         );
         assert_eq!(
             judge(&obj(ready("")), "playwright-id", "abc"),
-            IsolaState::Pending
+            Judged::Pending
         );
         for r in TERMINAL_REASONS {
             let st = json!({"conditions": [{"type": "Ready", "status": "False", "reason": r}]});
             assert!(matches!(
                 judge(&obj(st), "playwright-id", "abc"),
-                IsolaState::Terminal(_)
+                Judged::Terminal(_)
             ));
         }
         let pending =
             json!({"conditions": [{"type": "Ready", "status": "False", "reason": "PodPending"}]});
         assert_eq!(
             judge(&obj(pending), "playwright-id", "abc"),
-            IsolaState::Pending
+            Judged::Pending
         );
     }
 }

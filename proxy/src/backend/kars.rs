@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
-use tracing::{debug, info, warn};
+use tracing::warn;
 
-use super::cluster::{self, describe, text};
+use super::cluster::{self, ClusterBackend, ClusterKind, Judged, describe, ownership, text};
 use super::naming::object_name;
-use super::{Authority, Backend, BackendError, Endpoint};
+use super::{Authority, BackendError, Endpoint};
 
 pub const GROUP: &str = "kars.azure.com";
 pub const VERSION: &str = "v1alpha1";
@@ -69,146 +69,90 @@ pub fn manifest(s: &KarsSettings, id: &str) -> Value {
     })
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum KarsState {
-    /// Running in this namespace; the pod still has to be found.
-    Running(String),
-    Terminal(String),
-    Deleting,
-    Foreign(String),
-    Pending,
-}
-
-pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> KarsState {
-    if obj.metadata.deletion_timestamp.is_some() {
-        return KarsState::Deleting;
-    }
-    let owner = obj.metadata.labels.as_ref().and_then(|l| l.get(label_key));
-    if owner.map(String::as_str) != Some(id) {
-        return KarsState::Foreign(format!(
-            "KarsSandbox {} is labelled {label_key}={:?}, not {id:?}",
-            obj.metadata.name.as_deref().unwrap_or(""),
-            owner.map(String::as_str).unwrap_or("")
-        ));
+/// Judges one observed KarsSandbox for `id`: `Ready` carries the per-sandbox namespace, where the
+/// pod still has to be found.
+pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> Judged<String> {
+    if let Some(j) = ownership(obj, KIND, label_key, id) {
+        return j;
     }
     let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
     match text(&status, "phase") {
-        "Failed" | "Degraded" => KarsState::Terminal(format!("phase {}", text(&status, "phase"))),
+        "Failed" | "Degraded" => Judged::Terminal(format!("phase {}", text(&status, "phase"))),
         "Running" if !text(&status, "namespace").is_empty() => {
-            KarsState::Running(text(&status, "namespace").to_string())
+            Judged::Ready(text(&status, "namespace").to_string())
         }
-        _ => KarsState::Pending,
+        _ => Judged::Pending,
     }
 }
 
-pub struct KarsBackend {
-    client: kube::Client,
-    api: Api<DynamicObject>,
-    settings: KarsSettings,
-}
-
-impl KarsBackend {
-    pub fn new(client: kube::Client, settings: KarsSettings) -> Self {
-        let api = Api::namespaced_with(client.clone(), &settings.namespace, &api_resource());
-        Self {
-            client,
-            api,
-            settings,
+/// Whether a sandbox pod in `ns` runs with an IP (readiness is not checked, as in the reference).
+async fn pod_running(client: &kube::Client, ns: &str) -> Result<bool, BackendError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match pods.list(&ListParams::default().labels(POD_SELECTOR)).await {
+        Ok(list) => Ok(list.items.iter().any(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Running")
+                    && s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
+            })
+        })),
+        Err(e) if cluster::transient(&e) => {
+            warn!(namespace = ns, error = %describe(&e), "listing sandbox pods failed; retrying");
+            Ok(false)
         }
-    }
-
-    /// Whether a sandbox pod in `ns` runs with an IP (readiness is not checked, as in the reference).
-    async fn pod_running(&self, ns: &str) -> Result<bool, BackendError> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match pods.list(&ListParams::default().labels(POD_SELECTOR)).await {
-            Ok(list) => Ok(list.items.iter().any(|p| {
-                p.status.as_ref().is_some_and(|s| {
-                    s.phase.as_deref() == Some("Running")
-                        && s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
-                })
-            })),
-            Err(e) if cluster::transient(&e) => {
-                warn!(namespace = ns, error = %describe(&e), "listing sandbox pods failed; retrying");
-                Ok(false)
-            }
-            Err(e) => Err(BackendError::Failed(format!(
-                "cannot list sandbox pods in {ns}: {}",
-                describe(&e)
-            ))),
-        }
-    }
-
-    async fn observe(
-        &self,
-        id: &str,
-        obj: Option<DynamicObject>,
-    ) -> Option<Result<Endpoint, BackendError>> {
-        let Some(obj) = obj else {
-            let served = format!("{GROUP}/{VERSION}");
-            return cluster::create_tolerant(
-                &self.api,
-                manifest(&self.settings, id),
-                KIND,
-                &served,
-            )
-            .await
-            .err()
-            .map(Err);
-        };
-        match judge(&obj, &self.settings.label_key, id) {
-            KarsState::Running(ns) => match self.pod_running(&ns).await {
-                Ok(true) => {
-                    let host = format!("{}.{ns}.svc.cluster.local", object_name(id));
-                    info!(id, host = %host, "KARS sandbox ready");
-                    Some(Ok(Endpoint {
-                        ws: Authority::new(host, self.settings.sandbox_port),
-                        mcp: None,
-                        host_header: None,
-                        instance: obj.metadata.uid.clone().unwrap_or_default(),
-                    }))
-                }
-                Ok(false) => {
-                    debug!(id, namespace = %ns, "KARS sandbox running; waiting for its pod");
-                    None
-                }
-                Err(e) => Some(Err(e)),
-            },
-            KarsState::Terminal(why) => Some(Err(BackendError::Failed(format!(
-                "KARS sandbox {} failed: {why}",
-                object_name(id)
-            )))),
-            KarsState::Foreign(why) => Some(Err(BackendError::Failed(why))),
-            KarsState::Deleting | KarsState::Pending => None,
-        }
+        Err(e) => Err(BackendError::kube(
+            format!("cannot list sandbox pods in {ns}"),
+            e,
+        )),
     }
 }
+
+/// The backend: the generic cluster backend over KarsSandboxes.
+pub type KarsBackend = ClusterBackend<KarsSettings>;
 
 #[async_trait]
-impl Backend for KarsBackend {
-    fn name(&self) -> &'static str {
-        "karssandbox"
-    }
+impl ClusterKind for KarsSettings {
+    const BACKEND: &'static str = "karssandbox";
+    const KIND: &'static str = KIND;
+    const NOUN: &'static str = "KARS sandbox";
+    const DELETE_FAILED: bool = false;
+    type Ready = String;
 
-    async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError> {
-        let name = object_name(id);
-        cluster::wait_on(&self.api, KIND, &name, |obj| self.observe(id, obj)).await
+    fn api_resource() -> ApiResource {
+        api_resource()
     }
-
-    async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
+    fn served_as() -> String {
+        format!("{GROUP}/{VERSION}")
     }
-
-    async fn list(&self) -> Result<Vec<String>, BackendError> {
-        cluster::list_managed(&self.api, &self.settings.label_key).await
+    fn namespace(&self) -> &str {
+        &self.namespace
     }
-
-    fn activity_store(&self) -> Option<crate::replicas::ActivityStore> {
-        Some(crate::replicas::ActivityStore::new(
-            self.api.clone(),
-            KIND,
-            &self.settings.label_key,
-            object_name,
-        ))
+    fn label_key(&self) -> &str {
+        &self.label_key
+    }
+    fn manifest(&self, id: &str) -> Value {
+        manifest(self, id)
+    }
+    fn judge(&self, obj: &DynamicObject, id: &str) -> Judged<String> {
+        judge(obj, &self.label_key, id)
+    }
+    /// The sandbox Service's DNS name, once a sandbox pod runs in the sandbox's namespace.
+    async fn endpoint(
+        &self,
+        client: &kube::Client,
+        id: &str,
+        obj: &DynamicObject,
+        ns: String,
+    ) -> Result<Option<Endpoint>, BackendError> {
+        if !pod_running(client, &ns).await? {
+            return Ok(None);
+        }
+        let host = format!("{}.{ns}.svc.cluster.local", object_name(id));
+        Ok(Some(Endpoint {
+            ws: Authority::new(host, self.sandbox_port),
+            mcp: None,
+            host_header: None,
+            instance: obj.metadata.uid.clone().unwrap_or_default(),
+        }))
     }
 }
 
@@ -257,17 +201,14 @@ mod tests {
         let j = |s| judge(&obj(s), "playwright-id", "abc");
         assert_eq!(
             j(json!({"phase": "Running", "namespace": "kars-pw-abc"})),
-            KarsState::Running("kars-pw-abc".into())
+            Judged::Ready("kars-pw-abc".into())
         );
-        assert_eq!(j(json!({"phase": "Running"})), KarsState::Pending);
-        assert_eq!(j(json!({"phase": "Creating"})), KarsState::Pending);
-        assert!(matches!(
-            j(json!({"phase": "Failed"})),
-            KarsState::Terminal(_)
-        ));
+        assert_eq!(j(json!({"phase": "Running"})), Judged::Pending);
+        assert_eq!(j(json!({"phase": "Creating"})), Judged::Pending);
+        assert!(matches!(j(json!({"phase": "Failed"})), Judged::Terminal(_)));
         assert!(matches!(
             j(json!({"phase": "Degraded"})),
-            KarsState::Terminal(_)
+            Judged::Terminal(_)
         ));
     }
 }

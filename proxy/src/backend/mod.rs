@@ -10,6 +10,7 @@ pub mod sandbox_claim;
 pub mod substrate;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -59,6 +60,9 @@ impl Endpoint {
     }
 }
 
+/// Why a backend operation failed. Causes from the Kubernetes API and the operating system are kept
+/// as sources (shared, since one ensure's result goes to every request waiting for it); what each
+/// variant answers over HTTP is decided in one place, [`crate::http_error`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The backend has no room for another sandbox; the caller should retry later (503).
@@ -77,6 +81,36 @@ pub enum BackendError {
     Failed(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A Kubernetes API call failed: what the proxy was doing, and the API's error.
+    #[error("{action}: {}", cluster::describe(.source))]
+    Kube {
+        action: String,
+        #[source]
+        source: Arc<kube::Error>,
+    },
+    /// A local operation (a directory, a socket, a child process) failed.
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+impl BackendError {
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            action: action.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub fn io(action: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            action: action.into(),
+            source: Arc::new(source),
+        }
+    }
 }
 
 #[async_trait]

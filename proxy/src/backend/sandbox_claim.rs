@@ -7,13 +7,14 @@
 //! being deleted is waited out and created again instead of being used.
 
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
-use tracing::{debug, info, warn};
 
-use super::cluster::{self, clip, condition, text};
+use super::cluster::{
+    self, ClusterBackend, ClusterKind, Judged, PodIp, clip, condition, ownership, text,
+};
 use super::naming::object_name;
-use super::{Authority, Backend, BackendError, Endpoint};
+use super::{Authority, BackendError, Endpoint};
 
 pub const GROUP: &str = "extensions.agents.x-k8s.io";
 pub const VERSION: &str = "v1beta1";
@@ -44,10 +45,8 @@ pub struct SandboxClaimSettings {
     pub mcp_port: Option<u16>,
 }
 
-pub struct SandboxClaimBackend {
-    api: Api<DynamicObject>,
-    settings: SandboxClaimSettings,
-}
+/// The backend: the generic cluster backend over SandboxClaims.
+pub type SandboxClaimBackend = ClusterBackend<SandboxClaimSettings>;
 
 /// The API resource of SandboxClaim v1beta1.
 pub fn api_resource() -> ApiResource {
@@ -83,44 +82,14 @@ pub fn manifest(settings: &SandboxClaimSettings, id: &str) -> Value {
     })
 }
 
-/// What an observed claim means for a waiting ensure.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClaimState {
-    /// Ready, at this pod IP.
-    Ready {
-        ip: String,
-        instance: String,
-    },
-    /// Will not become ready: the reason and the controller's message.
-    Terminal(String),
-    /// Being deleted: wait until it is gone, then create a new one.
-    Deleting,
-    /// The object with our name belongs to another id (hash collision or someone else's object).
-    Foreign(String),
-    Pending,
-}
-
-/// Judges one observed claim for `id`.
-pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> ClaimState {
-    if obj.metadata.deletion_timestamp.is_some() {
-        return ClaimState::Deleting;
-    }
-    let owner = obj
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(label_key))
-        .map(String::as_str);
-    if owner != Some(id) {
-        return ClaimState::Foreign(format!(
-            "claim {} is labelled {label_key}={:?}, not {id:?}",
-            obj.metadata.name.as_deref().unwrap_or(""),
-            owner.unwrap_or("")
-        ));
+/// Judges one observed claim for `id`: ready once `Ready=True` and the sandbox has a pod IP.
+pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> Judged<PodIp> {
+    if let Some(j) = ownership(obj, KIND, label_key, id) {
+        return j;
     }
     let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
     let Some(ready) = condition(&status, "Ready") else {
-        return ClaimState::Pending;
+        return Judged::Pending;
     };
     match text(ready, "status") {
         "True" => {
@@ -133,7 +102,7 @@ pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> ClaimState {
                 .map(str::trim)
                 .find(|s| !s.is_empty());
             match ip {
-                Some(ip) => ClaimState::Ready {
+                Some(ip) => Judged::Ready(PodIp {
                     ip: ip.to_string(),
                     instance: format!(
                         "{}/{}",
@@ -143,110 +112,56 @@ pub fn judge(obj: &DynamicObject, label_key: &str, id: &str) -> ClaimState {
                             .and_then(Value::as_str)
                             .unwrap_or("")
                     ),
-                },
-                None => ClaimState::Pending,
+                }),
+                None => Judged::Pending,
             }
         }
-        "False" if TERMINAL_REASONS.contains(&text(ready, "reason")) => ClaimState::Terminal(clip(
+        "False" if TERMINAL_REASONS.contains(&text(ready, "reason")) => Judged::Terminal(clip(
             &format!("{}: {}", text(ready, "reason"), text(ready, "message")),
         )),
-        _ => ClaimState::Pending,
-    }
-}
-
-impl SandboxClaimBackend {
-    pub fn new(client: kube::Client, settings: SandboxClaimSettings) -> Self {
-        let api = Api::namespaced_with(client, &settings.namespace, &api_resource());
-        Self { api, settings }
-    }
-
-    fn endpoint(&self, ip: &str, instance: String) -> Endpoint {
-        Endpoint {
-            ws: Authority::new(ip, self.settings.sandbox_port),
-            mcp: self.settings.mcp_port.map(|p| Authority::new(ip, p)),
-            host_header: None,
-            instance,
-        }
-    }
-
-    /// Creates the claim; an existing one (409) is fine, transient errors are `Ok(false)`.
-    async fn create(&self, id: &str) -> Result<bool, BackendError> {
-        let served = format!("the {GROUP}/{VERSION} API (agent-sandbox v0.5+)");
-        cluster::create_tolerant(&self.api, manifest(&self.settings, id), KIND, &served).await
-    }
-
-    /// Reacts to one observation; `Some` ends the wait.
-    async fn observe(
-        &self,
-        id: &str,
-        obj: Option<DynamicObject>,
-    ) -> Option<Result<Endpoint, BackendError>> {
-        let Some(obj) = obj else {
-            // Missing (first look, or deleted under us): create it; a failure that is not worth
-            // retrying ends the wait.
-            return self.create(id).await.err().map(Err);
-        };
-        match judge(&obj, &self.settings.label_key, id) {
-            ClaimState::Ready { ip, instance } => {
-                info!(id, ip = %ip, "sandbox claim ready");
-                Some(Ok(self.endpoint(&ip, instance)))
-            }
-            ClaimState::Terminal(why) => {
-                warn!(id, reason = %why, "sandbox claim failed");
-                // Remove it so that the next request starts over (say, after the pool was fixed)
-                // instead of finding the broken claim again.
-                if let Err(e) = self.delete_claim(id).await {
-                    warn!(id, error = %e, "cannot delete the failed claim");
-                }
-                Some(Err(BackendError::Failed(format!(
-                    "sandbox claim {} failed: {why}",
-                    object_name(id)
-                ))))
-            }
-            ClaimState::Foreign(why) => Some(Err(BackendError::Failed(why))),
-            ClaimState::Deleting => {
-                debug!(id, "sandbox claim is being deleted; waiting for it to go");
-                None
-            }
-            ClaimState::Pending => None,
-        }
-    }
-
-    async fn delete_claim(&self, id: &str) -> Result<(), BackendError> {
-        cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
+        _ => Judged::Pending,
     }
 }
 
 #[async_trait]
-impl Backend for SandboxClaimBackend {
-    fn name(&self) -> &'static str {
-        "sandboxclaim"
-    }
+impl ClusterKind for SandboxClaimSettings {
+    const BACKEND: &'static str = "sandboxclaim";
+    const KIND: &'static str = KIND;
+    const NOUN: &'static str = "sandbox claim";
+    const DELETE_FAILED: bool = true;
+    type Ready = PodIp;
 
-    /// Runs until the claim is ready or fails for good; the session manager's ENSURE_TIMEOUT bounds
-    /// it by dropping the future.
-    async fn ensure(&self, id: &str) -> Result<Endpoint, BackendError> {
-        let name = object_name(id);
-        cluster::wait_on(&self.api, KIND, &name, |obj| self.observe(id, obj)).await
+    fn api_resource() -> ApiResource {
+        api_resource()
     }
-
-    async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        self.delete_claim(id).await?;
-        info!(id, claim = %object_name(id), "deleted sandbox claim");
-        Ok(())
+    fn served_as() -> String {
+        format!("the {GROUP}/{VERSION} API (agent-sandbox v0.5+)")
     }
-
-    async fn list(&self) -> Result<Vec<String>, BackendError> {
-        cluster::list_managed(&self.api, &self.settings.label_key).await
+    fn namespace(&self) -> &str {
+        &self.namespace
     }
-
-    fn activity_store(&self) -> Option<crate::replicas::ActivityStore> {
-        Some(crate::replicas::ActivityStore::new(
-            self.api.clone(),
-            KIND,
-            &self.settings.label_key,
-            object_name,
-        ))
+    fn label_key(&self) -> &str {
+        &self.label_key
+    }
+    fn manifest(&self, id: &str) -> Value {
+        manifest(self, id)
+    }
+    fn judge(&self, obj: &DynamicObject, id: &str) -> Judged<PodIp> {
+        judge(obj, &self.label_key, id)
+    }
+    async fn endpoint(
+        &self,
+        _client: &kube::Client,
+        _id: &str,
+        _obj: &DynamicObject,
+        ready: PodIp,
+    ) -> Result<Option<Endpoint>, BackendError> {
+        Ok(Some(Endpoint {
+            ws: Authority::new(&ready.ip, self.sandbox_port),
+            mcp: self.mcp_port.map(|p| Authority::new(&ready.ip, p)),
+            host_header: None,
+            instance: ready.instance,
+        }))
     }
 }
 
@@ -319,10 +234,10 @@ mod tests {
                 "playwright-id",
                 "alice"
             ),
-            ClaimState::Ready {
+            Judged::Ready(PodIp {
                 ip: "10.0.0.7".into(),
                 instance: "u1/sb-1".into()
-            }
+            })
         );
         assert_eq!(
             judge(
@@ -330,7 +245,7 @@ mod tests {
                 "playwright-id",
                 "alice"
             ),
-            ClaimState::Pending
+            Judged::Pending
         );
         assert_eq!(
             judge(
@@ -338,7 +253,7 @@ mod tests {
                 "playwright-id",
                 "alice"
             ),
-            ClaimState::Deleting
+            Judged::Deleting
         );
         assert!(matches!(
             judge(
@@ -350,12 +265,12 @@ mod tests {
                 "playwright-id",
                 "alice"
             ),
-            ClaimState::Foreign(_)
+            Judged::Foreign(_)
         ));
         for reason in TERMINAL_REASONS {
             let st = json!({"conditions": [{"type": "Ready", "status": "False", "reason": reason, "message": "m"}]});
             assert!(
-                matches!(judge(&claim(st, ours.clone(), false), "playwright-id", "alice"), ClaimState::Terminal(ref w) if w.starts_with(reason)),
+                matches!(judge(&claim(st, ours.clone(), false), "playwright-id", "alice"), Judged::Terminal(ref w) if w.starts_with(reason)),
                 "{reason} is terminal"
             );
         }
@@ -366,11 +281,11 @@ mod tests {
                 "playwright-id",
                 "alice"
             ),
-            ClaimState::Pending
+            Judged::Pending
         );
         assert_eq!(
             judge(&claim(json!({}), ours, false), "playwright-id", "alice"),
-            ClaimState::Pending
+            Judged::Pending
         );
     }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{BackendKind, ConfigError, LocalConfig, count, err, positive_dur};
+use super::values::{count, positive_dur, set};
+use super::{ConfigError, err};
+use crate::backend::local::LocalSettings;
 
 /// Raw admission settings (flattened into the command line and environment).
 #[derive(Debug, Default, Clone, Args)]
@@ -45,22 +47,21 @@ impl AdmissionConfig {
         self.max_sandboxes.is_some() || self.tenant_max_connections.is_some()
     }
 
+    /// `local` is the local backend's settings when that is the backend: its room beside the warm
+    /// pool is the default and the ceiling of MAX_SANDBOXES.
     pub fn from_raw(
         raw: &RawAdmission,
-        backend: BackendKind,
-        local: &LocalConfig,
+        local: Option<&LocalSettings>,
     ) -> Result<Self, ConfigError> {
-        let local_room = local.max_sandboxes.saturating_sub(local.warm_pool).max(1);
-        let max_sandboxes = match super::set(&raw.max_sandboxes) {
-            None if backend == BackendKind::Local => Some(local_room),
-            None => None,
+        let local_room = local.map(|l| l.max_sandboxes.saturating_sub(l.warm_pool).max(1));
+        let max_sandboxes = match set(&raw.max_sandboxes) {
+            None => local_room,
             Some(_) => match count("MAX_SANDBOXES", &raw.max_sandboxes, 0, 0)? {
                 0 => None,
                 n => Some(n),
             },
         };
-        if backend == BackendKind::Local
-            && let Some(n) = max_sandboxes
+        if let (Some(local), Some(local_room), Some(n)) = (local, local_room, max_sandboxes)
             && n > local_room
         {
             return Err(err(

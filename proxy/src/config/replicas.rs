@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{BackendKind, ConfigError, boolean, dur, err, set};
+use super::values::{boolean, dur, set};
+use super::{BackendKind, ConfigError, err};
 use crate::backend::naming::{valid_dns_label, valid_object_name};
 use crate::config::duration;
 use crate::replicas::ElectionConfig;

@@ -27,6 +27,7 @@ pub use headers::{forwarded_for, is_websocket_upgrade, remove_hop_by_hop};
 use crate::admission::{Admission, Held, Refused};
 use crate::backend::{Authority, Endpoint};
 use crate::config::{Config, HostPolicy, OriginPolicy};
+use crate::http_error::HttpError;
 use crate::identity::{Identity, Verdict};
 use crate::metrics::Metrics;
 use crate::session::{Lease, SessionError, SessionManager};
@@ -259,10 +260,5 @@ pub fn refused(a: &Admission, tenant: &str, id: &str, r: Refused) -> Response<Bo
 
 fn session_error(id: &str, e: SessionError) -> Response<Body> {
     warn!(id, error = %e, "session get failed");
-    let status = if e.is_capacity() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
-    text(status, format!("session unavailable: {e}"))
+    text(e.status(), format!("session unavailable: {e}"))
 }

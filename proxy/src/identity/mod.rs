@@ -67,16 +67,17 @@ impl Chain {
     /// the configuration lists it.
     pub fn with_kube(cfg: &Config, kube: Option<kube::Client>) -> Self {
         let mut sources: Vec<Arc<dyn Identity>> = Vec::new();
-        for src in &cfg.identity {
+        for src in &cfg.identity.sources {
             match src {
                 IdentitySource::Static => sources.push(Arc::new(StaticIdentity::new(
-                    cfg.static_identities.iter().cloned(),
+                    cfg.identity.static_identities.iter().cloned(),
                 ))),
                 IdentitySource::Token => sources.push(Arc::new(TokenIdentity::new(
-                    cfg.identity_token
+                    cfg.identity
+                        .token
                         .clone()
                         .expect("validated: token mode has a token"),
-                    cfg.identity_id_header.clone(),
+                    cfg.identity.id_header.clone(),
                 ))),
                 IdentitySource::Pods => {
                     let client = kube
@@ -88,7 +89,7 @@ impl Chain {
                             .as_deref()
                             .expect("validated: pods identity has POD_NAMESPACE"),
                         &cfg.label_key,
-                        cfg.identity_lookup_timeout,
+                        cfg.identity.lookup_timeout,
                     )))
                 }
             }
@@ -131,7 +132,7 @@ mod tests {
         let token = "0123456789abcdef0123";
         let chain = Chain::new(vec![
             Arc::new(TokenIdentity::new(
-                crate::config::Secret::new(token),
+                secrecy::SecretString::from(token),
                 http::HeaderName::from_static("x-sandbox-id"),
             )),
             Arc::new(StaticIdentity::new([(

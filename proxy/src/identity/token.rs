@@ -8,15 +8,17 @@ use http::{HeaderMap, HeaderName, header::AUTHORIZATION};
 use subtle::ConstantTimeEq;
 
 use super::{Identity, Verdict};
-use crate::config::{Secret, valid_id};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::id::valid as valid_id;
 
 pub struct TokenIdentity {
-    token: Secret,
+    token: SecretString,
     header: HeaderName,
 }
 
 impl TokenIdentity {
-    pub fn new(token: Secret, header: HeaderName) -> Self {
+    pub fn new(token: SecretString, header: HeaderName) -> Self {
         Self { token, header }
     }
 }
@@ -46,7 +48,11 @@ impl Identity for TokenIdentity {
         let Some(presented) = presented else {
             return Verdict::Rejected("missing bearer token".into());
         };
-        if !bool::from(presented.as_bytes().ct_eq(self.token.expose().as_bytes())) {
+        if !bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(self.token.expose_secret().as_bytes()),
+        ) {
             return Verdict::Rejected("invalid identity token".into());
         }
         let Some(id) = id.and_then(|v| v.to_str().ok()).map(str::trim) else {
@@ -73,7 +79,7 @@ mod tests {
 
     fn src() -> TokenIdentity {
         TokenIdentity::new(
-            Secret::new("0123456789abcdef0123"),
+            SecretString::from("0123456789abcdef0123"),
             HeaderName::from_static("x-sandbox-id"),
         )
     }

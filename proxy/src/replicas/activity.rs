@@ -22,7 +22,7 @@ use serde_json::json;
 use tracing::debug;
 
 use crate::backend::BackendError;
-use crate::backend::cluster::{MANAGED_LABEL, api_code, describe, transient};
+use crate::backend::cluster::{MANAGED_LABEL, api_code};
 
 /// Annotation holding the last activity (RFC 3339, UTC) any replica saw on the sandbox.
 pub const LAST_ACTIVE: &str = "sandcanary.dev/last-active";
@@ -70,12 +70,8 @@ pub enum Deleted {
     Gone,
 }
 
-fn err(e: &kube::Error, what: String) -> BackendError {
-    if transient(e) {
-        BackendError::Timeout(format!("{what}: {}", describe(e)))
-    } else {
-        BackendError::Failed(format!("{what}: {}", describe(e)))
-    }
+fn err(e: kube::Error, what: String) -> BackendError {
+    BackendError::kube(what, e)
 }
 
 impl ActivityStore {
@@ -106,7 +102,7 @@ impl ActivityStore {
             let meta = match self.api.get_metadata_opt(&name).await {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(Written::Missing),
-                Err(e) => return Err(err(&e, format!("reading {} {name}", self.kind))),
+                Err(e) => return Err(err(e, format!("reading {} {name}", self.kind))),
             };
             if meta.metadata.deletion_timestamp.is_some() {
                 return Ok(Written::Missing);
@@ -143,7 +139,7 @@ impl ActivityStore {
                 Err(e) if api_code(&e) == Some(404) => return Ok(Written::Missing),
                 Err(e) => {
                     return Err(err(
-                        &e,
+                        e,
                         format!("recording activity on {} {name}", self.kind),
                     ));
                 }
@@ -162,7 +158,7 @@ impl ActivityStore {
             .api
             .list_metadata(&lp)
             .await
-            .map_err(|e| err(&e, format!("listing {} objects", self.kind)))?;
+            .map_err(|e| err(e, format!("listing {} objects", self.kind)))?;
         Ok(list
             .items
             .into_iter()
@@ -203,7 +199,7 @@ impl ActivityStore {
             Ok(_) => Ok(Deleted::Deleted),
             Err(e) if api_code(&e) == Some(409) => Ok(Deleted::Changed),
             Err(e) if api_code(&e) == Some(404) => Ok(Deleted::Gone),
-            Err(e) => Err(err(&e, format!("deleting {} {}", self.kind, rec.name))),
+            Err(e) => Err(err(e, format!("deleting {} {}", self.kind, rec.name))),
         }
     }
 }

@@ -22,13 +22,6 @@ pub enum SessionError {
     ShuttingDown,
 }
 
-impl SessionError {
-    /// Capacity problems are the caller's to retry (503); everything else is a bad gateway.
-    pub fn is_capacity(&self) -> bool {
-        matches!(self, SessionError::Ensure(BackendError::Capacity(_)))
-    }
-}
-
 impl SessionManager {
     /// Waits for the ready endpoint of `id`, starting an ensure if none is running.
     pub async fn get(&self, id: &str) -> Result<(Lease, Endpoint), SessionError> {

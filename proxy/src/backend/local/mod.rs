@@ -7,6 +7,8 @@
 mod process;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +20,27 @@ use tracing::{info, warn};
 pub use process::{SandboxProcess, process_tree};
 
 use super::{Backend, BackendError, Endpoint};
-use crate::config::LocalConfig;
+
+/// Settings of the `local` backend (LOCAL_*).
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    pub sandbox_server: PathBuf,
+    pub node: PathBuf,
+    pub chromium: PathBuf,
+    pub chromium_args: Vec<String>,
+    pub warm_pool: usize,
+    pub max_sandboxes: usize,
+    pub mcp: bool,
+    pub bind: IpAddr,
+    pub tmp_dir: PathBuf,
+    pub start_timeout: Duration,
+}
+
+impl LocalSettings {
+    /// Longest LOCAL_TMP_DIR: the sandbox directory (`/<pid>-<seq>`, up to 16 bytes), Playwright's
+    /// profile directory and `SingletonSocket` (about 54 bytes) must fit in a 107-byte socket path.
+    pub const MAX_TMP_DIR_BYTES: usize = 37;
+}
 
 #[derive(Default)]
 struct Pool {
@@ -34,7 +56,7 @@ impl Pool {
 }
 
 struct Shared {
-    cfg: LocalConfig,
+    cfg: LocalSettings,
     pool: Mutex<Pool>,
     seq: AtomicU64,
     closing: AtomicBool,
@@ -44,7 +66,7 @@ struct Shared {
 pub struct LocalBackend(Arc<Shared>);
 
 impl LocalBackend {
-    pub fn new(mut cfg: LocalConfig) -> Self {
+    pub fn new(mut cfg: LocalSettings) -> Self {
         // Sandboxes run in their own directories, so relative paths must be resolved now.
         if let Ok(p) = std::fs::canonicalize(&cfg.sandbox_server) {
             cfg.sandbox_server = p;

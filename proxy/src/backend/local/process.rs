@@ -14,8 +14,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::LocalSettings;
 use crate::backend::{Authority, BackendError, Endpoint};
-use crate::config::LocalConfig;
 
 pub struct SandboxProcess {
     pub seq: u64,
@@ -147,16 +147,16 @@ fn free_port(bind: IpAddr) -> Result<u16, BackendError> {
     TcpListener::bind((bind, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| BackendError::Failed(format!("no free port on {bind}: {e}")))
+        .map_err(|e| BackendError::io(format!("no free port on {bind}"), e))
 }
 
 /// Starts one sandbox and waits until both of its listeners are up.
-pub async fn start(cfg: &LocalConfig, seq: u64) -> Result<SandboxProcess, BackendError> {
-    // Kept short: Chromium puts unix sockets under it (see LocalConfig::MAX_TMP_DIR_BYTES).
+pub async fn start(cfg: &LocalSettings, seq: u64) -> Result<SandboxProcess, BackendError> {
+    // Kept short: Chromium puts unix sockets under it (see LocalSettings::MAX_TMP_DIR_BYTES).
     let dir = cfg.tmp_dir.join(format!("{}-{seq}", std::process::id()));
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|e| BackendError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| BackendError::io(format!("cannot create {}", dir.display()), e))?;
     let port = free_port(cfg.bind)?;
     let mcp_port = if cfg.mcp {
         Some(free_port(cfg.bind)?)
@@ -194,7 +194,7 @@ pub async fn start(cfg: &LocalConfig, seq: u64) -> Result<SandboxProcess, Backen
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| BackendError::Failed(format!("cannot start {}: {e}", cfg.node.display())))?;
+        .map_err(|e| BackendError::io(format!("cannot start {}", cfg.node.display()), e))?;
     let pid = child
         .id()
         .map(|p| p as i32)

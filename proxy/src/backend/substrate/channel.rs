@@ -18,13 +18,13 @@ use tonic::transport::{Channel, Endpoint};
 use tower_service::Service;
 use tracing::warn;
 
-use crate::config::{SubstrateConfig, SubstrateTls};
+use super::{SubstrateSettings, SubstrateTls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A lazily connecting channel: the proxy starts even while substrate is unreachable, and every call
 /// reports the connection error instead.
-pub fn channel(cfg: &SubstrateConfig) -> Channel {
+pub fn channel(cfg: &SubstrateSettings) -> Channel {
     // Always an http:// URI: TLS is the connector's business, not tonic's, so that one code path
     // serves the verified and the unverified mode whatever tonic features the build unifies.
     let endpoint = Endpoint::from_shared(format!("http://{}", cfg.api_endpoint))
@@ -39,7 +39,7 @@ pub fn channel(cfg: &SubstrateConfig) -> Channel {
     }
 }
 
-fn https_connector(cfg: &SubstrateConfig) -> HttpsConnector<HttpConnector> {
+fn https_connector(cfg: &SubstrateSettings) -> HttpsConnector<HttpConnector> {
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(client_config(cfg))
         .https_only();
@@ -54,7 +54,7 @@ fn https_connector(cfg: &SubstrateConfig) -> HttpsConnector<HttpConnector> {
     builder.enable_http2().build()
 }
 
-fn client_config(cfg: &SubstrateConfig) -> rustls::ClientConfig {
+fn client_config(cfg: &SubstrateSettings) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

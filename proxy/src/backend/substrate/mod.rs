@@ -27,7 +27,6 @@ use tracing::{debug, info, warn};
 use super::cluster::clip;
 use super::naming;
 use super::{Backend, BackendError, Endpoint};
-use crate::config::SubstrateConfig;
 use crate::config::duration::format as fmt;
 pub use probe::{Probe, probe};
 
@@ -40,6 +39,36 @@ pub mod proto {
 use proto::actor::Status as ActorStatus;
 use proto::control_client::ControlClient;
 use proto::*;
+
+/// How the substrate backend secures its gRPC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubstrateTls {
+    /// TLS, certificate checked against SUBSTRATE_CA_FILE or the system roots.
+    Verify,
+    /// TLS without checking the certificate (the reference's only mode); an explicit opt-in.
+    SkipVerify,
+    /// No TLS at all; an explicit opt-in.
+    Plaintext,
+}
+
+/// Settings of the `substrate` backend (spec §5.2).
+#[derive(Debug, Clone)]
+pub struct SubstrateSettings {
+    pub api_endpoint: crate::backend::Authority,
+    pub router: crate::backend::Authority,
+    pub template_namespace: String,
+    pub template_name: String,
+    pub force_boot: bool,
+    pub tls: SubstrateTls,
+    /// CAs from SUBSTRATE_CA_FILE; empty means the system roots.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub tls_server_name: Option<String>,
+    pub call_timeout: Duration,
+    pub max_attempts: u32,
+    pub poll_interval: Duration,
+    pub running_timeout: Duration,
+    pub probe_timeout: Duration,
+}
 
 /// atenet routes `<actor>` + this suffix to the actor's workload.
 pub const HOST_SUFFIX: &str = ".actors.resources.substrate.ate.dev";
@@ -93,11 +122,11 @@ fn retryable(code: Code) -> bool {
 
 pub struct SubstrateBackend {
     client: ControlClient<Channel>,
-    cfg: SubstrateConfig,
+    cfg: SubstrateSettings,
 }
 
 impl SubstrateBackend {
-    pub fn new(cfg: SubstrateConfig) -> Self {
+    pub fn new(cfg: SubstrateSettings) -> Self {
         info!(
             api = %cfg.api_endpoint,
             router = %cfg.router,

@@ -1,5 +1,6 @@
-//! What the Kubernetes backends share: the labels on objects the proxy manages, the error
-//! classification (what to retry, what fails at once), and the `list` of managed ids.
+//! The Kubernetes calls the cluster backends share: wait on one object, create and delete
+//! tolerantly, list the managed ids, the labels on managed objects, and the error classification
+//! (what to retry, what fails at once).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,7 +12,7 @@ use kube::runtime::watcher;
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::{BackendError, Endpoint};
+use crate::backend::{BackendError, Endpoint};
 
 /// How often a waited-for object is read, in case a watch event is missed or the watch is down.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -54,12 +55,7 @@ where
                     warn!(kind, name, error = %describe(&e), "read failed; retrying");
                     continue;
                 }
-                Err(e) => {
-                    return Err(BackendError::Failed(format!(
-                        "cannot read {kind} {name}: {}",
-                        describe(&e)
-                    )));
-                }
+                Err(e) => return Err(BackendError::kube(format!("cannot read {kind} {name}"), e)),
             },
         };
         if let Some(done) = observe(observed).await {
@@ -129,13 +125,10 @@ pub async fn list_managed(
     label_key: &str,
 ) -> Result<Vec<String>, BackendError> {
     let lp = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
-    let list = api.list_metadata(&lp).await.map_err(|e| {
-        if transient(&e) {
-            BackendError::Timeout(format!("listing managed objects: {}", describe(&e)))
-        } else {
-            BackendError::Failed(format!("listing managed objects: {}", describe(&e)))
-        }
-    })?;
+    let list = api
+        .list_metadata(&lp)
+        .await
+        .map_err(|e| BackendError::kube("listing managed objects", e))?;
     let mut ids: Vec<String> = list
         .items
         .iter()
@@ -173,14 +166,14 @@ pub async fn create_tolerant(
             warn!(kind, name, error = %describe(&e), "create failed; retrying");
             Ok(false)
         }
-        Err(e) if api_code(&e) == Some(404) => Err(BackendError::Failed(format!(
-            "cannot create {kind} {name}: {served_as} is not served (CRDs installed?): {}",
-            describe(&e)
-        ))),
-        Err(e) => Err(BackendError::Failed(format!(
-            "cannot create {kind} {name}: {}",
-            describe(&e)
-        ))),
+        Err(e) if api_code(&e) == Some(404) => Err(BackendError::kube(
+            format!("cannot create {kind} {name}: {served_as} is not served (CRDs installed?)"),
+            e,
+        )),
+        Err(e) => Err(BackendError::kube(
+            format!("cannot create {kind} {name}"),
+            e,
+        )),
     }
 }
 
@@ -193,14 +186,7 @@ pub async fn delete_tolerant(
     match api.delete(name, &kube::api::DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(e) if api_code(&e) == Some(404) => Ok(()),
-        Err(e) if transient(&e) => Err(BackendError::Timeout(format!(
-            "deleting {kind} {name}: {}",
-            describe(&e)
-        ))),
-        Err(e) => Err(BackendError::Failed(format!(
-            "deleting {kind} {name}: {}",
-            describe(&e)
-        ))),
+        Err(e) => Err(BackendError::kube(format!("deleting {kind} {name}"), e)),
     }
 }
 
