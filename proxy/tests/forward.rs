@@ -677,6 +677,106 @@ async fn a_declined_upgrade_reaches_the_client_unchanged() {
     assert_eq!(&body[..], b"Playwright version mismatch");
 }
 
+/// A sandbox that reads one request head, writes `answer` in one go, then `then` after a moment, and
+/// hangs up after another.
+async fn scripted_ws_upstream(answer: Vec<u8>, then: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(&answer).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = s.write_all(then).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    up
+}
+
+async fn upgrade_through(p: &Running) -> Vec<u8> {
+    let mut s = connect_from("127.0.0.2", p.data_addr).await;
+    // `close`, so that the proxy ends the connection after a refusal and the read below ends.
+    s.write_all(
+        b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn sandbox_answers_keep_their_bytes_and_hostile_ones_are_502s() {
+    // Bytes the sandbox sends in the same packet as its 101, and later: all reach the client.
+    let up = scripted_ws_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Extra: a\r\nX-Extra: b\r\n\r\n\x81\x02hi"
+            .to_vec(),
+        b"\x81\x03bye",
+    )
+    .await;
+    let p = default_proxy(FakeBackend::new(endpoint(up, None, "sb"))).await;
+    let out = upgrade_through(&p).await;
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&out[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("x-extra: a\r\nx-extra: b\r\n"), "{head}");
+    assert_eq!(&out[head_end..], b"\x81\x02hi\x81\x03bye");
+
+    // A chunked refusal is relayed de-chunked, with its status and headers.
+    let up = scripted_ws_upstream(
+        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nX-Why: gone\r\n\r\n5\r\nhello\r\n"
+            .to_vec(),
+        b"6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    let p = default_proxy(FakeBackend::new(endpoint(up, None, "sb"))).await;
+    let req = Request::get("/")
+        .header("host", "x")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = request_from("127.0.0.2", p.data_addr, req).await;
+    assert_eq!(status.as_u16(), 404);
+    assert_eq!(headers["x-why"], "gone");
+    assert_eq!(&body[..], b"hello world");
+
+    // A Content-Length refusal: exactly that many bytes, whatever follows.
+    let up = scripted_ws_upstream(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad".to_vec(),
+        b"TRAILING GARBAGE",
+    )
+    .await;
+    let p = default_proxy(FakeBackend::new(endpoint(up, None, "sb"))).await;
+    let out = String::from_utf8_lossy(&upgrade_through(&p).await).to_string();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.ends_with("\r\n\r\nbad"), "{out}");
+
+    // Garbage, an oversized head, and silence before any answer: a 502 each, and the proxy serves on.
+    let huge = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    for answer in [
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(),
+        huge.into_bytes(),
+        Vec::new(),
+    ] {
+        let up = scripted_ws_upstream(answer, b"").await;
+        let p = default_proxy(FakeBackend::new(endpoint(up, None, "sb"))).await;
+        let out = String::from_utf8_lossy(&upgrade_through(&p).await).to_string();
+        assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+        assert!(out.contains("backend handshake failed: "), "{out}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_websocket_sandbox_is_a_502() {
     let dead = TcpListener::bind("127.0.0.1:0")

@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -310,17 +312,17 @@ impl<A: IssueApi> Reporter<A> {
 
     /// Closes an issue as completed; closing is idempotent, so ordinary retries are safe.
     async fn close(&self, api: &A, issue: &IssueRef) -> Result<(), ReportError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.shared.gate.run(api.close_issue(issue.number)).await? {
-                Ok(_) => {
-                    info!(issue = issue.number, "closed recovered issue");
-                    return Ok(());
-                }
-                Err(e) => self.pause_before_retry("close issue", attempt, e).await?,
-            }
-        }
+        self.retrying("close issue", |_| async {
+            self.shared
+                .gate
+                .run(api.close_issue(issue.number))
+                .await
+                .map_err(Failure::Stop)?
+                .map_err(Failure::Api)?;
+            info!(issue = issue.number, "closed recovered issue");
+            Ok(())
+        })
+        .await
     }
 
     /// Whether this AnalysisRun already wrote the issue or one of its recent comments.
@@ -330,17 +332,17 @@ impl<A: IssueApi> Reporter<A> {
 
     /// Reopens an issue; reopening is idempotent, so ordinary retries are safe.
     async fn reopen(&self, api: &A, issue: &IssueRef) -> Result<(), ReportError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.shared.gate.run(api.reopen_issue(issue.number)).await? {
-                Ok(_) => {
-                    info!(issue = issue.number, "reopened issue");
-                    return Ok(());
-                }
-                Err(e) => self.pause_before_retry("reopen issue", attempt, e).await?,
-            }
-        }
+        self.retrying("reopen issue", |_| async {
+            self.shared
+                .gate
+                .run(api.reopen_issue(issue.number))
+                .await
+                .map_err(Failure::Stop)?
+                .map_err(Failure::Api)?;
+            info!(issue = issue.number, "reopened issue");
+            Ok(())
+        })
+        .await
     }
 
     /// The issue in `state` carrying this fingerprint, if any: of several, the oldest open one
@@ -410,64 +412,78 @@ impl<A: IssueApi> Reporter<A> {
         fp: &Fingerprint,
         draft: &IssueDraft,
     ) -> Result<ReportOutcome, ReportError> {
-        let mut draft = draft.clone();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // A retry must first rule out that the previous try went through.
-            let earlier = if attempt > 1 {
-                self.find_issue(api, fp, IssueState::Open).await?
-            } else {
-                None
-            };
-            if let Some(issue) = earlier {
-                info!(
-                    issue = issue.number,
-                    fingerprint = fp.short(),
-                    "an earlier create had gone through; not creating again"
-                );
-                return Ok(ReportOutcome::Created {
-                    number: issue.number,
-                    url: issue.html_url,
-                    recovered: true,
-                });
-            }
-            match self.shared.gate.run(api.create_issue(&draft)).await? {
-                Ok(issue) => {
-                    if !issue.labels.contains(&fp.label()) {
-                        warn!(
-                            issue = issue.number,
-                            "GitHub dropped the fingerprint label (does the credential have triage \
-                             access?); repeats of this regression will open new issues"
-                        );
-                    }
+        let draft = std::sync::Mutex::new(draft.clone());
+        self.retrying("create issue", |attempt| {
+            let draft = &draft;
+            async move {
+                // A retry must first rule out that the previous try went through.
+                if attempt > 1
+                    && let Some(issue) = self
+                        .find_issue(api, fp, IssueState::Open)
+                        .await
+                        .map_err(Failure::Stop)?
+                {
                     info!(
                         issue = issue.number,
                         fingerprint = fp.short(),
-                        "opened issue"
+                        "an earlier create had gone through; not creating again"
                     );
                     return Ok(ReportOutcome::Created {
                         number: issue.number,
                         url: issue.html_url,
-                        recovered: false,
+                        recovered: true,
                     });
                 }
-                // GitHub refuses the whole issue when an assignee cannot be assigned; the report
-                // matters more than the hand-off, so file it unassigned (nothing was created).
-                Err(ApiError::Rejected {
-                    status: 422,
-                    message,
-                }) if !draft.assignees.is_empty() => {
-                    warn!(
-                        assignees = ?draft.assignees,
-                        %message,
-                        "GitHub refused the assignees; filing the issue unassigned"
-                    );
-                    draft.assignees.clear();
+                let current = draft.lock().expect("draft lock").clone();
+                match self
+                    .shared
+                    .gate
+                    .run(api.create_issue(&current))
+                    .await
+                    .map_err(Failure::Stop)?
+                {
+                    Ok(issue) => {
+                        if !issue.labels.contains(&fp.label()) {
+                            warn!(
+                                issue = issue.number,
+                                "GitHub dropped the fingerprint label (does the credential have \
+                                 triage access?); repeats of this regression will open new issues"
+                            );
+                        }
+                        info!(
+                            issue = issue.number,
+                            fingerprint = fp.short(),
+                            "opened issue"
+                        );
+                        Ok(ReportOutcome::Created {
+                            number: issue.number,
+                            url: issue.html_url,
+                            recovered: false,
+                        })
+                    }
+                    // GitHub refuses the whole issue when an assignee cannot be assigned; the
+                    // report matters more than the hand-off, so file it unassigned (nothing was
+                    // created).
+                    Err(ApiError::Rejected {
+                        status: 422,
+                        message,
+                    }) if !current.assignees.is_empty() => {
+                        warn!(
+                            assignees = ?current.assignees,
+                            %message,
+                            "GitHub refused the assignees; filing the issue unassigned"
+                        );
+                        draft.lock().expect("draft lock").assignees.clear();
+                        Err(Failure::Again(ApiError::Rejected {
+                            status: 422,
+                            message,
+                        }))
+                    }
+                    Err(e) => Err(Failure::Api(e)),
                 }
-                Err(e) => self.pause_before_retry("create issue", attempt, e).await?,
             }
-        }
+        })
+        .await
     }
 
     async fn comment(
@@ -477,51 +493,47 @@ impl<A: IssueApi> Reporter<A> {
         body: &str,
         run: &str,
     ) -> Result<ReportOutcome, ReportError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // A retry must first rule out that the previous try went through.
-            let earlier = if attempt > 1 {
-                self.find_comment(api, &issue, run).await?
-            } else {
-                None
-            };
-            if let Some(comment) = earlier {
-                info!(
-                    issue = issue.number,
-                    comment = comment.id,
-                    "an earlier comment had gone through; not commenting again"
-                );
-                return Ok(ReportOutcome::Commented {
-                    number: issue.number,
-                    issue_url: issue.html_url,
-                    comment_url: comment.html_url,
-                });
-            }
-            match self
-                .shared
-                .gate
-                .run(api.create_comment(issue.number, body))
-                .await?
-            {
-                Ok(comment) => {
+        self.retrying("comment on issue", |attempt| {
+            let issue = &issue;
+            async move {
+                // A retry must first rule out that the previous try went through.
+                if attempt > 1
+                    && let Some(comment) = self
+                        .find_comment(api, issue, run)
+                        .await
+                        .map_err(Failure::Stop)?
+                {
                     info!(
                         issue = issue.number,
                         comment = comment.id,
-                        "commented on issue"
+                        "an earlier comment had gone through; not commenting again"
                     );
                     return Ok(ReportOutcome::Commented {
                         number: issue.number,
-                        issue_url: issue.html_url,
+                        issue_url: issue.html_url.clone(),
                         comment_url: comment.html_url,
                     });
                 }
-                Err(e) => {
-                    self.pause_before_retry("comment on issue", attempt, e)
-                        .await?
-                }
+                let comment = self
+                    .shared
+                    .gate
+                    .run(api.create_comment(issue.number, body))
+                    .await
+                    .map_err(Failure::Stop)?
+                    .map_err(Failure::Api)?;
+                info!(
+                    issue = issue.number,
+                    comment = comment.id,
+                    "commented on issue"
+                );
+                Ok(ReportOutcome::Commented {
+                    number: issue.number,
+                    issue_url: issue.html_url.clone(),
+                    comment_url: comment.html_url,
+                })
             }
-        }
+        })
+        .await
     }
 
     /// Runs a read, retrying what is worth retrying.
@@ -530,61 +542,108 @@ impl<A: IssueApi> Reporter<A> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match call().await {
-                Ok(value) => return Ok(value),
-                Err(e) => self.pause_before_retry(operation, attempt, e).await?,
-            }
-        }
+        self.retrying(operation, |_| {
+            let read = call();
+            async move { read.await.map_err(Failure::Api) }
+        })
+        .await
     }
 
-    /// Sleeps as long as GitHub asked (or a back-off), or says why no retry will happen.
-    async fn pause_before_retry(
+    /// Runs `attempt(n)` for n = 1, 2, ... until it succeeds, fails for good, or
+    /// `limits.maxAttempts` is spent. Between tries it waits as long as GitHub asked (a wait longer
+    /// than `limits.maxWaitMs` ends the operation at once), or backs off: doubling from
+    /// `retryBackoffMs`, or from `rateLimitFallbackMs` after a rate limit that named no wait, never
+    /// longer than `limits.maxWaitMs`. Refusals are never retried.
+    async fn retrying<T, F, Fut>(
         &self,
         operation: &'static str,
-        attempt: u32,
-        error: ApiError,
-    ) -> Result<(), ReportError> {
+        mut attempt: F,
+    ) -> Result<T, ReportError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let limits = &self.config.limits;
-        let doubling = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-        let (wait, asked) = match &error {
-            ApiError::Rejected { .. } => {
-                return Err(ReportError::Api {
+        let max_wait = limits.max_wait();
+        let attempts = AtomicU32::new(0);
+        let too_long = std::sync::Mutex::new(None);
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(limits.retry_backoff())
+            .with_max_delay(max_wait)
+            .with_max_times(limits.max_attempts.saturating_sub(1) as usize);
+        let result = (|| attempt(attempts.fetch_add(1, Ordering::Relaxed) + 1))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|f: &Failure| match f {
+                Failure::Stop(_) | Failure::Api(ApiError::Rejected { .. }) => false,
+                Failure::Api(_) | Failure::Again(_) => true,
+            })
+            .adjust(|f: &Failure, wait| {
+                let error = match f {
+                    // The request changed and nothing was created: go again at once.
+                    Failure::Again(_) => return Some(Duration::ZERO),
+                    Failure::Api(e) => e,
+                    Failure::Stop(_) => return None,
+                };
+                // `None` from the backoff: the attempts are spent.
+                let wait = wait?;
+                let wait = match error {
+                    ApiError::RateLimited {
+                        wait: Some(asked), ..
+                    } => {
+                        if *asked > max_wait {
+                            *too_long.lock().expect("wait lock") = Some(*asked);
+                            return None;
+                        }
+                        *asked
+                    }
+                    ApiError::RateLimited { wait: None, .. } => {
+                        let tried = attempts.load(Ordering::Relaxed);
+                        let doubling = 2u32.saturating_pow(tried.saturating_sub(1).min(16));
+                        limits.rate_limit_fallback().saturating_mul(doubling)
+                    }
+                    _ => wait,
+                };
+                Some(wait.min(max_wait))
+            })
+            .notify(|f: &Failure, wait| {
+                if let Failure::Api(error) = f {
+                    warn!(
+                        operation,
+                        attempt = attempts.load(Ordering::Relaxed),
+                        wait_ms = wait.as_millis() as u64,
+                        may_have_applied = error.is_ambiguous(),
+                        error = %error,
+                        "GitHub call failed; retrying"
+                    );
+                }
+            })
+            .await;
+        match result {
+            Ok(value) => Ok(value),
+            Err(Failure::Stop(e)) => Err(e),
+            Err(Failure::Api(source) | Failure::Again(source)) => {
+                if let Some(wait) = too_long.lock().expect("wait lock").take() {
+                    return Err(ReportError::WaitTooLong { operation, wait });
+                }
+                Err(ReportError::Api {
                     operation,
-                    attempts: attempt,
-                    source: error,
-                });
+                    attempts: attempts.load(Ordering::Relaxed),
+                    source,
+                })
             }
-            ApiError::RateLimited { wait: Some(w), .. } => (*w, true),
-            ApiError::RateLimited { wait: None, .. } => {
-                (limits.rate_limit_fallback().saturating_mul(doubling), false)
-            }
-            _ => (limits.retry_backoff().saturating_mul(doubling), false),
-        };
-        if attempt >= limits.max_attempts {
-            return Err(ReportError::Api {
-                operation,
-                attempts: attempt,
-                source: error,
-            });
         }
-        if asked && wait > limits.max_wait() {
-            return Err(ReportError::WaitTooLong { operation, wait });
-        }
-        let wait: Duration = wait.min(limits.max_wait());
-        warn!(
-            operation,
-            attempt,
-            wait_ms = wait.as_millis() as u64,
-            may_have_applied = error.is_ambiguous(),
-            error = %error,
-            "GitHub call failed; retrying"
-        );
-        tokio::time::sleep(wait).await;
-        Ok(())
     }
+}
+
+/// How one try of a retried call ended, when it did not succeed.
+enum Failure {
+    /// GitHub's (or the transport's) error: retried unless it is a refusal.
+    Api(ApiError),
+    /// The request was changed after this refusal (assignees dropped) and is sent again at once.
+    Again(ApiError),
+    /// Ends the operation as it is (a failed look-up before a retry, the mutation budget).
+    Stop(ReportError),
 }
 
 fn already_reported(issue: IssueRef, fp: &Fingerprint) -> ReportOutcome {

@@ -242,6 +242,16 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_that_names_a_wait_is_still_retried_a_bounded_number_of_times() {
+    // The server's hint sets the wait, never the number of tries.
+    let fake = Fake::start(vec![gemini_429("0.1s").header("retry-after", "0")]).await;
+    let judge = LlmJudge::new(gemini_config(&fake)).unwrap();
+    let v = judge.judge(&bench_like(1.0)).await;
+    assert_eq!(fake.recorded().len(), 3, "first try + maxRetries 2");
+    assert_fallback(&v, "rate limited");
+}
+
+#[tokio::test]
 async fn a_hanging_model_times_out_and_falls_back() {
     let fake = Fake::start(vec![
         openai_ok(&answer(true, 99, "late")).delayed(Duration::from_secs(30)),

@@ -16,11 +16,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -345,13 +348,15 @@ impl Inner {
 /// when its LIST is complete, so pods deleted during an outage disappear then.
 async fn watch_pods(inner: Arc<Inner>, api: Api<Pod>) {
     let cfg = watcher::Config::default().labels(&inner.label_key);
-    let mut stream = watcher::watcher(api, cfg).boxed();
+    // After an error the stream waits out the backoff before it restarts the watch, and resets
+    // the backoff on the next event.
+    let mut stream = watcher::watcher(api, cfg)
+        .backoff(WatchBackoff::default())
+        .boxed();
     let mut buffer: Option<PodIndex> = None;
-    let mut backoff = WATCH_BACKOFF_MIN;
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                backoff = WATCH_BACKOFF_MIN;
                 inner.healthy.store(true, Ordering::SeqCst);
                 match event {
                     Event::Init => buffer = Some(PodIndex::default()),
@@ -388,10 +393,38 @@ async fn watch_pods(inner: Arc<Inner>, api: Api<Pod>) {
                 } else {
                     debug!(error = %e, "pod watch still failing");
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(WATCH_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// Watch restarts back off exponentially from `WATCH_BACKOFF_MIN` to `WATCH_BACKOFF_MAX`, without
+/// end and without jitter. kube-runtime's `default_backoff` starts at 800 ms and grows to 30 s, too
+/// slow for a proxy whose identity depends on the watch; kube-runtime's own exponential type cannot
+/// be built with other bounds, so this adapts backon's (which it wraps) to kube's `Backoff` trait.
+struct WatchBackoff(backon::ExponentialBackoff);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(WATCH_BACKOFF_MIN)
+            .with_max_delay(WATCH_BACKOFF_MAX)
+            .without_max_times();
+        Self(builder.build())
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.0.next()
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -453,6 +486,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn watch_restarts_back_off_from_200ms_to_5s_and_start_over_after_an_event() {
+        let mut b = WatchBackoff::default();
+        let ms: Vec<u128> = b.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(WATCH_BACKOFF_MIN));
     }
 
     #[test]

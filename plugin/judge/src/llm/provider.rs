@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
@@ -100,25 +101,54 @@ fn snippet(body: &[u8]) -> String {
     crate::verdict::truncate(&String::from_utf8_lossy(body), 200)
 }
 
+/// One failed attempt: the error, and how long the server asked us to wait before the next.
+struct Failed {
+    error: ProviderError,
+    hint: Option<Duration>,
+}
+
+impl Failed {
+    fn fatal(error: ProviderError) -> Self {
+        Self { error, hint: None }
+    }
+
+    /// 429 and 5xx are worth another try; nothing else is.
+    fn retryable(&self) -> bool {
+        matches!(
+            self.error,
+            ProviderError::RateLimited { .. } | ProviderError::Server { .. }
+        )
+    }
+
+    fn status(&self) -> u16 {
+        match self.error {
+            ProviderError::RateLimited { .. } => 429,
+            ProviderError::Server { status, .. } => status,
+            _ => 0,
+        }
+    }
+}
+
 /// Sends a request built by `build` until it succeeds, fails for good, or the deadline passes.
-/// Returns the body of a 2xx response.
+/// Returns the body of a 2xx response. The waits double from `base_delay`; a server's hint
+/// (`Retry-After`, Google's `retryDelay`) replaces the computed wait; either is capped at `max_delay`,
+/// and a wait that would overrun the deadline ends the retries.
 pub async fn send(
     build: impl Fn() -> reqwest::RequestBuilder,
     policy: RetryPolicy,
     deadline: Instant,
 ) -> Result<bytes::Bytes, ProviderError> {
-    let mut attempt = 0u32;
-    loop {
+    let once = || async {
         let now = Instant::now();
         if now >= deadline {
-            return Err(ProviderError::Timeout);
+            return Err(Failed::fatal(ProviderError::Timeout));
         }
         let remaining = deadline - now;
         let response = tokio::time::timeout(remaining, build().timeout(remaining).send()).await;
         let response = match response {
-            Err(_) => return Err(ProviderError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => return Err(ProviderError::Timeout),
-            Ok(Err(e)) => return Err(ProviderError::Transport(without_url(&e))),
+            Err(_) => return Err(Failed::fatal(ProviderError::Timeout)),
+            Ok(Err(e)) if e.is_timeout() => return Err(Failed::fatal(ProviderError::Timeout)),
+            Ok(Err(e)) => return Err(Failed::fatal(ProviderError::Transport(without_url(&e)))),
             Ok(Ok(r)) => r,
         };
         let status = response.status();
@@ -129,8 +159,8 @@ pub async fn send(
         )
         .await
         {
-            Err(_) => return Err(ProviderError::Timeout),
-            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Failed::fatal(ProviderError::Timeout)),
+            Ok(Err(e)) => return Err(Failed::fatal(e)),
             Ok(Ok(b)) => b,
         };
         if status.is_success() {
@@ -145,35 +175,46 @@ pub async fn send(
                 body: snippet(&body),
             }
         } else {
-            return Err(ProviderError::Client {
+            ProviderError::Client {
                 status: status.as_u16(),
                 body: snippet(&body),
-            });
+            }
         };
-        if attempt >= policy.max_retries {
-            return Err(error);
-        }
-        let wait = hint
-            .unwrap_or(policy.base_delay * 2u32.saturating_pow(attempt))
-            .min(policy.max_delay);
-        if Instant::now() + wait >= deadline {
-            // waiting as asked would overrun the deadline: give up now rather than hammer
+        Err(Failed { error, hint })
+    };
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(policy.base_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.max_retries as usize);
+    let mut attempt = 0u32;
+    once.retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(Failed::retryable)
+        .adjust(|f: &Failed, wait| {
+            // `None` from the backoff: the retries are spent, whatever the server hints.
+            let wait = f.hint.unwrap_or(wait?).min(policy.max_delay);
+            if Instant::now() + wait >= deadline {
+                // waiting as asked would overrun the deadline: give up now rather than hammer
+                tracing::warn!(
+                    status = f.status(),
+                    wait_ms = wait.as_millis() as u64,
+                    "llm: not retrying, deadline too close"
+                );
+                return None;
+            }
+            Some(wait)
+        })
+        .notify(|f: &Failed, wait| {
             tracing::warn!(
-                status = status.as_u16(),
+                status = f.status(),
+                attempt,
                 wait_ms = wait.as_millis() as u64,
-                "llm: not retrying, deadline too close"
+                "llm: retrying"
             );
-            return Err(error);
-        }
-        tracing::warn!(
-            status = status.as_u16(),
-            attempt,
-            wait_ms = wait.as_millis() as u64,
-            "llm: retrying"
-        );
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-    }
+            attempt += 1;
+        })
+        .await
+        .map_err(|f| f.error)
 }
 
 /// Largest response body accepted; an answer is a few hundred bytes, so anything near this is

@@ -16,9 +16,11 @@ mod channel;
 mod probe;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -156,9 +158,9 @@ impl SubstrateBackend {
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
     {
         let max = self.cfg.max_attempts.max(1);
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
+        let attempts = AtomicU32::new(0);
+        let once = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
             let mut req = tonic::Request::new(msg.clone());
             // Sent as grpc-timeout, so the server gives up too; tonic also enforces it locally.
             req.set_timeout(self.cfg.call_timeout);
@@ -169,9 +171,7 @@ impl SubstrateBackend {
                     fmt(self.cfg.call_timeout)
                 ))
             };
-            let r = match tokio::time::timeout(self.cfg.call_timeout, f(self.client.clone(), req))
-                .await
-            {
+            match tokio::time::timeout(self.cfg.call_timeout, f(self.client.clone(), req)).await {
                 Ok(Err(s))
                     if matches!(s.code(), Code::Cancelled | Code::DeadlineExceeded)
                         && started.elapsed() + Duration::from_millis(20)
@@ -181,23 +181,31 @@ impl SubstrateBackend {
                 }
                 Ok(r) => r,
                 Err(_) => Err(deadline()),
-            };
-            match r {
-                Ok(resp) => return Ok(resp.into_inner()),
-                Err(s) if retryable(s.code()) && attempt < max => {
-                    debug!(rpc, actor, attempt, code = ?s.code(), message = %clip(s.message()), "substrate call failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    attempt += 1;
-                }
-                Err(s) if retryable(s.code()) => {
-                    return Err(Status::new(
-                        s.code(),
-                        format!("{} (gave up after {attempt} attempts)", describe(&s)),
-                    ));
-                }
-                Err(s) => return Err(s),
             }
+        };
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(max as usize - 1);
+        match once
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|s: &Status| retryable(s.code()))
+            .notify(|s: &Status, wait: Duration| {
+                let attempt = attempts.load(Ordering::Relaxed);
+                debug!(rpc, actor, attempt, code = ?s.code(), message = %clip(s.message()), wait_ms = wait.as_millis() as u64, "substrate call failed; retrying");
+            })
+            .await
+        {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(s) if retryable(s.code()) => {
+                let attempt = attempts.load(Ordering::Relaxed);
+                Err(Status::new(
+                    s.code(),
+                    format!("{} (gave up after {attempt} attempts)", describe(&s)),
+                ))
+            }
+            Err(s) => Err(s),
         }
     }
 
