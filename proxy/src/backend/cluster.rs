@@ -68,6 +68,22 @@ where
     }
 }
 
+/// One read of the object `name` (`None` when it does not exist), for [`super::Backend::lookup`].
+pub async fn read(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<DynamicObject>, BackendError> {
+    api.get_opt(name).await.map_err(|e| {
+        let what = format!("cannot read {kind} {name}: {}", describe(&e));
+        if transient(&e) {
+            BackendError::Timeout(what)
+        } else {
+            BackendError::Failed(what)
+        }
+    })
+}
+
 /// Label on every object the proxy creates; `list` selects on it.
 pub const MANAGED_LABEL: &str = "playwright-proxy/managed";
 

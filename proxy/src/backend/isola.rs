@@ -149,6 +149,15 @@ impl IsolaBackend {
         Self { api, settings }
     }
 
+    fn endpoint(&self, ip: String, instance: String) -> Endpoint {
+        Endpoint {
+            ws: Authority::new(ip, self.settings.sandbox_port),
+            mcp: None,
+            host_header: None,
+            instance,
+        }
+    }
+
     async fn observe(
         &self,
         id: &str,
@@ -169,12 +178,7 @@ impl IsolaBackend {
         match judge(&obj, &self.settings.label_key, id) {
             IsolaState::Ready { ip, instance } => {
                 info!(id, ip = %ip, "isola sandbox ready");
-                Some(Ok(Endpoint {
-                    ws: Authority::new(ip, self.settings.sandbox_port),
-                    mcp: None,
-                    host_header: None,
-                    instance,
-                }))
+                Some(Ok(self.endpoint(ip, instance)))
             }
             IsolaState::Terminal(why) => {
                 warn!(id, reason = %why, "isola sandbox failed");
@@ -205,6 +209,14 @@ impl Backend for IsolaBackend {
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
         cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<Endpoint>, BackendError> {
+        let obj = cluster::read(&self.api, KIND, &object_name(id)).await?;
+        Ok(match obj.map(|o| judge(&o, &self.settings.label_key, id)) {
+            Some(IsolaState::Ready { ip, instance }) => Some(self.endpoint(ip, instance)),
+            _ => None,
+        })
     }
 
     async fn list(&self) -> Result<Vec<String>, BackendError> {

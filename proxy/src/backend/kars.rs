@@ -138,6 +138,18 @@ impl KarsBackend {
         }
     }
 
+    fn endpoint(&self, id: &str, ns: &str, obj: &DynamicObject) -> Endpoint {
+        Endpoint {
+            ws: Authority::new(
+                format!("{}.{ns}.svc.cluster.local", object_name(id)),
+                self.settings.sandbox_port,
+            ),
+            mcp: None,
+            host_header: None,
+            instance: obj.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+
     async fn observe(
         &self,
         id: &str,
@@ -158,14 +170,9 @@ impl KarsBackend {
         match judge(&obj, &self.settings.label_key, id) {
             KarsState::Running(ns) => match self.pod_running(&ns).await {
                 Ok(true) => {
-                    let host = format!("{}.{ns}.svc.cluster.local", object_name(id));
-                    info!(id, host = %host, "KARS sandbox ready");
-                    Some(Ok(Endpoint {
-                        ws: Authority::new(host, self.settings.sandbox_port),
-                        mcp: None,
-                        host_header: None,
-                        instance: obj.metadata.uid.clone().unwrap_or_default(),
-                    }))
+                    let ep = self.endpoint(id, &ns, &obj);
+                    info!(id, host = %ep.ws.host, "KARS sandbox ready");
+                    Some(Ok(ep))
                 }
                 Ok(false) => {
                     debug!(id, namespace = %ns, "KARS sandbox running; waiting for its pod");
@@ -196,6 +203,18 @@ impl Backend for KarsBackend {
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
         cluster::delete_tolerant(&self.api, KIND, &object_name(id)).await
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<Endpoint>, BackendError> {
+        let Some(obj) = cluster::read(&self.api, KIND, &object_name(id)).await? else {
+            return Ok(None);
+        };
+        match judge(&obj, &self.settings.label_key, id) {
+            KarsState::Running(ns) if self.pod_running(&ns).await? => {
+                Ok(Some(self.endpoint(id, &ns, &obj)))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn list(&self) -> Result<Vec<String>, BackendError> {

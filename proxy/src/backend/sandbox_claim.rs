@@ -236,6 +236,14 @@ impl Backend for SandboxClaimBackend {
         Ok(())
     }
 
+    async fn lookup(&self, id: &str) -> Result<Option<Endpoint>, BackendError> {
+        let obj = cluster::read(&self.api, KIND, &object_name(id)).await?;
+        Ok(match obj.map(|o| judge(&o, &self.settings.label_key, id)) {
+            Some(ClaimState::Ready { ip, instance }) => Some(self.endpoint(&ip, instance)),
+            _ => None,
+        })
+    }
+
     async fn list(&self) -> Result<Vec<String>, BackendError> {
         cluster::list_managed(&self.api, &self.settings.label_key).await
     }
