@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"sandcanary/test/kube/kubeenv"
+	"sandcanary/test/kube/saasfake"
 )
 
 const (
@@ -48,9 +49,9 @@ var (
 	stableData, stableAdmin string
 	canaryData, canaryAdmin string
 	regressedData, pageURL  string
-	github                  *fakeGitHub
+	github                  *saasfake.GitHub
 	githubURL               string
-	openai                  *fakeOpenAI
+	openai                  *saasfake.OpenAI
 	openaiURL               string
 	installedPlugin         string
 )
@@ -210,13 +211,13 @@ func setup(stops *[]func()) error {
 	}
 	*stops = append(*stops, stop)
 	pageURL += "/"
-	github = newFakeGitHub(ghOwner, ghRepo, ghToken)
-	if githubURL, stop, err = serve(github.handler()); err != nil {
+	github = saasfake.NewGitHub(ghOwner, ghRepo, ghToken)
+	if githubURL, stop, err = serve(github.Handler()); err != nil {
 		return err
 	}
 	*stops = append(*stops, stop)
-	openai = &fakeOpenAI{key: llmKey, answer: `{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`}
-	if openaiURL, stop, err = serve(openai.handler()); err != nil {
+	openai = saasfake.NewOpenAI(llmKey, `{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`)
+	if openaiURL, stop, err = serve(openai.Handler()); err != nil {
 		return err
 	}
 	*stops = append(*stops, stop)

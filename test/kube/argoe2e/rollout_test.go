@@ -259,11 +259,11 @@ func TestFullRollout(t *testing.T) {
 		t.Fatalf("v3 inline analysis runs: %+v", phases(runs["Step"]))
 	}
 	found := false
-	for _, i := range github.snapshot() {
+	for _, i := range github.Snapshot() {
 		found = found || strings.Contains(i.Title, v3)
 	}
 	if !found {
-		t.Fatalf("no GitHub issue names the aborted revision %s: %+v", v3, github.snapshot())
+		t.Fatalf("no GitHub issue names the aborted revision %s: %+v", v3, github.Snapshot())
 	}
 	fingerprints(t)
 	t.Logf("v3 aborted (Degraded), stable stays %s", v2)
