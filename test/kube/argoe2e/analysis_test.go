@@ -28,7 +28,7 @@ import (
 func md(name string) string { return "sandcanary." + name }
 
 // rolloutName and rolloutUID stand for the Rollout that owns the runs; the plugin reads the Rollout's
-// name from the owner reference (TestFullRollout uses a real Rollout, named as in rollouts/).
+// name from the owner reference (the real Rollout of rollouts/ runs on the one-node cluster: make test-node-canary).
 const rolloutName = "sandcanary-proxy-runs"
 
 var rolloutUID = types.UID("6f0e4c1a-5c2b-4a53-9f3e-" + strconv.FormatInt(time.Now().UnixNano()%1e12, 10))

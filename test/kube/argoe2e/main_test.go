@@ -20,7 +20,6 @@ import (
 
 	argoclient "github.com/argoproj/argo-rollouts/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"sandcanary/test/kube/kubeenv"
@@ -43,7 +42,6 @@ var (
 	env        *kubeenv.Env
 	controller *kubeenv.RolloutsController
 	argo       argoclient.Interface
-	dyn        dynamic.Interface
 	namespace  string
 
 	stableData, stableAdmin string
@@ -260,9 +258,6 @@ func setup(stops *[]func()) error {
 		return fmt.Errorf("plugin not installed from its file:// location: %w", err)
 	}
 	if argo, err = argoclient.NewForConfig(env.Config); err != nil {
-		return err
-	}
-	if dyn, err = dynamic.NewForConfig(env.Config); err != nil {
 		return err
 	}
 	// The proxies' tokens in the runs' namespace, as the proxy's own Secret holds them (README), and a
