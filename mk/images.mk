@@ -1,4 +1,5 @@
-# images: the five container images (proxy, plugin, proxy-local, sandbox, and the test agent) built from
+# images: the container images (proxy, plugin, proxy-local, sandbox, the test agent, and Argo Rollouts' controller
+# from test/kube's Go-module build for make test-node-argo) built from
 # the repository's Dockerfiles with Debian's podman and runc, no registry (test/node/images.sh; bases from
 # Debian's packages with mmdebstrap, Rust binaries and node_modules from the host), then every container
 # run for real on a closed network, and the archives imported into a private containerd

@@ -22,6 +22,18 @@ test-node: setup-node-cluster images
 	test/node/cleanup-test.sh
 	SANDCANARY_BENCH_BIN=$(CARGO_TARGET_DIR)/release/sandcanary-bench test/node/cluster.sh run -- test/node/suite.sh
 
+# Argo Rollouts v1.9.1 as a pod on the one-node cluster (test/node/argo.sh test): its controller image
+# (quay.io/argoproj/argo-rollouts:v1.9.1, built by `images` from test/kube's Go-module build) installed with
+# README "Register the plugin"'s commands as written: the file variant (the plugin image's init container),
+# an AnalysisRun answered by sandcanary-plugin, the https variant downloading the plugin and its sha256
+# from a release server pod over TLS (the test's CA, trusted through deploy/argo-rollouts/https-ca), a
+# wrong sha256 stopping the controller at start, the CA trusted only through https-ca. About 2 min warm.
+# Reusable: `test/node/argo.sh install DIR [file|https]` (see test/node/README.md).
+.PHONY: test-node-argo
+TEST_TARGETS += test-node-argo
+test-node-argo: setup-node-cluster images
+	test/node/cluster.sh run -- test/node/argo.sh test
+
 # The canary story on the same kind of cluster (test/node/canary-suite.sh, see test/node/README.md): the
 # README's install and "Run a canary" commands, the real Argo Rollouts controller with the real plugin
 # (release build), the fake GitHub and LLM as a pod (test/kube/cmd/saas-fake); v2 promoted, the LLM

@@ -43,9 +43,11 @@ for d in analysis-templates rollouts; do
   if [ -d "$root/$d" ]; then paths+=("$root/$d"); else log "no $d/ directory yet: nothing to validate there"; fi
 done
 # The argo-rollouts Components, the way a user includes them: on Argo's install.yaml, in its namespace.
-for variant in file https; do
+for variant in file https https+https-ca; do
   k="$work/argo-rollouts-$variant"
   mkdir -p "$k"
+  components=""
+  for c in ${variant//+/ }; do components+="${components:+, }$(realpath --relative-to="$k" "$root/deploy/argo-rollouts/$c")"; done
   cp "$argo_dir/manifests/install.yaml" "$k/install.yaml"
   chmod u+w "$k/install.yaml"
   cat >"$k/kustomization.yaml" <<YAML
@@ -53,7 +55,7 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: argo-rollouts
 resources: [install.yaml]
-components: [$(realpath --relative-to="$k" "$root/deploy/argo-rollouts/$variant")]
+components: [$components]
 YAML
   paths+=("$k")
 done

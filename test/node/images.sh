@@ -31,6 +31,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sandcanary/target}
 SUITE=bookworm
 TAG=0.1.0
 REPO=ghcr.io/sandcanary
+# The Argo Rollouts release the tests install: the one test/kube/go.mod builds.
+ARGO_ROLLOUTS_VERSION=$(awk '$1=="github.com/argoproj/argo-rollouts" {print $2; exit}' "$ROOT/test/kube/go.mod")
 
 # name  reference  dockerfile  target  context-kind  base
 IMAGES=(
@@ -39,6 +41,9 @@ IMAGES=(
   "proxy-local $REPO/sandcanary-proxy-local:$TAG deploy/images/Dockerfile  proxy-local-prebuilt  programs chromium"
   "sandbox     $REPO/sandcanary-sandbox:$TAG     deploy/sandbox/Dockerfile  sandbox-prebuilt      sandbox  chromium"
   "agent       $REPO/sandcanary-agent:$TAG       test/node/agent/Dockerfile agent-prebuilt       agent    node"
+  # Argo Rollouts' controller (the tests' install of Argo, test/node/argo.sh), under the reference its
+  # release install.yaml names: the controller built from its Go module by test/kube/build.sh.
+  "argo-rollouts quay.io/argoproj/argo-rollouts:$ARGO_ROLLOUTS_VERSION test/node/argo/Dockerfile argo-rollouts-prebuilt argo runtime"
 )
 
 log() { printf 'images: %s\n' "$*" >&2; }
@@ -240,6 +245,10 @@ stage_context() {
       cp "$ROOT"/test/node/agent/{package.json,package-lock.json,agent.js} "$dir/"
       mods=$(npm_modules "$ROOT/test/node/agent") || exit 1
       cp -al "$mods" "$dir/prebuilt/node_modules" ;;
+    argo)
+      local kube_bin
+      kube_bin=$("$ROOT/test/kube/build.sh" rollouts) || die "test/kube/build.sh rollouts failed"
+      cp "$kube_bin/rollouts-controller" "$dir/prebuilt/" ;;
   esac
 }
 
@@ -253,10 +262,11 @@ build_one() {
     check_glibc "$CARGO_TARGET_DIR/release/sandcanary-plugin" "$BASE_REF"
     GLIBC_CHECKED[$BASE_REF]=1
   fi
-  case $base in
-    runtime) args=(--build-arg "PROXY_BASE=$BASE_REF" --build-arg "PLUGIN_BASE=$BASE_REF") ;;
-    chromium) args=(--build-arg "NODE_IMAGE=$BASE_REF" --build-arg INSTALL_CHROMIUM=false) ;;
-    node) args=(--build-arg "NODE_IMAGE=$BASE_REF") ;;
+  case $kind:$base in
+    argo:runtime) args=(--build-arg "RUNTIME_BASE=$BASE_REF") ;;
+    *:runtime) args=(--build-arg "PROXY_BASE=$BASE_REF" --build-arg "PLUGIN_BASE=$BASE_REF") ;;
+    *:chromium) args=(--build-arg "NODE_IMAGE=$BASE_REF" --build-arg INSTALL_CHROMIUM=false) ;;
+    *:node) args=(--build-arg "NODE_IMAGE=$BASE_REF") ;;
   esac
   [[ $target != - ]] && args+=(--target "$target")
   stage_context "$kind" "$ctx"
@@ -311,7 +321,7 @@ cmd_list() {
 }
 
 case ${1:-} in
-  build) shift; for n in "$@"; do cmd_list | grep -q "/sandcanary-$n:" || die "unknown image $n"; done
+  build) shift; for n in "$@"; do cmd_list | cut -f2 | grep -qxF "$IMAGES_DIR/$n.tar" || die "unknown image $n"; done
          podman_env; cmd_build "$@" ;;
   list) cmd_list ;;
   podman) shift; podman_env; exec podman "$@" ;;
