@@ -4,8 +4,8 @@
 # processes (local backend, real Chromium): healthy canary -> Successful, canary behind a delaying relay
 # -> Failed with one issue on a fake GitHub REST API, plugin SIGKILLed mid-bench -> restarted and the
 # run still reaches its verdict, the threshold and LLM (fake OpenAI-compatible endpoint) variants, an
-# unreachable canary -> Error; then rollouts/ walks its steps (kube-controller-manager + nodesim):
-# promoted with a healthy canary, aborted (Degraded) with a slow one. About 6-7 minutes.
+# unreachable canary -> Error. The Rollout of rollouts/ runs on real pods in test-node-canary (node.mk).
+# About 6 minutes (367 s of tests, 2026-12-07).
 .PHONY: test-argo-e2e
 test-argo-e2e: setup-kube setup-node
 	$(CARGO) build -p sandcanary-plugin --bin sandcanary-plugin -p sandcanary-proxy --bin sandcanary-proxy

@@ -148,7 +148,9 @@ async fn show(
 ) -> Answer<Json<SessionInfo>> {
     guard(&s, &headers, &id)?;
     s.sessions
-        .info(&id)
+        .show(&id)
+        .await
+        .map_err(control_error)?
         .map(Json)
         .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("no session for id {id:?}")))
 }

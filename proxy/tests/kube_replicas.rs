@@ -30,6 +30,8 @@ use kube_support::{client, eventually, install_crds, namespace, pod};
 const BIN: &str = env!("CARGO_BIN_EXE_sandcanary-proxy");
 const IDLE_TTL: Duration = Duration::from_secs(3);
 const LEASE: Duration = Duration::from_secs(2);
+/// The session API's token on every replica.
+const API_TOKEN: &str = "replicas-session-api-token";
 
 /// One replica: the real binary, its addresses read from its "listening" log line.
 struct Replica {
@@ -73,6 +75,7 @@ impl Replica {
             )
             .env("LEADER_ELECTION_RENEW_BEFORE", "1s")
             .env("ACTIVITY_INTERVAL", "500ms")
+            .env("SESSION_API_TOKEN", API_TOKEN)
             .env("LOG_FORMAT", "json")
             .env(
                 "RUST_LOG",
@@ -129,6 +132,28 @@ impl Replica {
                     .ok()
             })
             .unwrap_or(0.0)
+    }
+
+    /// One session API call on this replica's admin port: status and JSON body (Null when none).
+    async fn api(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
+        let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut text))
+            .await
+            .expect("the session API answers in time")
+            .unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or_default())
     }
 
     async fn leads(&self) -> bool {
@@ -560,4 +585,61 @@ async fn a_restarted_replica_adopts_existing_claims_and_racing_creates_make_one_
     );
     assert_eq!((ra, rb), (200, 200));
     assert_eq!(w.controller.uids("pw-twin").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the real API server: make test-kube-proxy"]
+async fn every_replica_shows_a_session_that_another_replica_serves() {
+    // Behind a Service the bench's `GET /v1/sessions/{id}` and its data connection reach replicas
+    // at random: the session must be visible through both, with the same sandbox.
+    let w = world("kp-show", &[("127.0.0.71", "shown")]).await;
+    let ttl = Duration::from_secs(60);
+    let a = Replica::start_with_ttl("replica-a", &w.ns, &w.sandbox, ttl);
+    let b = Replica::start_with_ttl("replica-b", &w.ns, &w.sandbox, ttl);
+
+    // A tenant connected through A only.
+    let mut ws = ws_from("127.0.0.71", a.data).await;
+    echo(&mut ws, "hello").await;
+    let (status, here) = a.api("GET", "/v1/sessions/shown").await;
+    assert_eq!(status, 200, "{here}");
+    assert_eq!(here["open_connections"], 1, "{here}");
+    assert!(here.get("elsewhere").is_none(), "{here}");
+    let sandbox = here["sandbox"].as_str().expect("a sandbox").to_string();
+    assert!(sandbox.ends_with("/sb-pw-shown"), "{sandbox}");
+
+    let (status, there) = b.api("GET", "/v1/sessions/shown").await;
+    assert_eq!(status, 200, "B shows A's session: {there}");
+    assert_eq!(there["state"], "ready");
+    assert_eq!(there["sandbox"].as_str(), Some(sandbox.as_str()));
+    assert_eq!(there["endpoint"], here["endpoint"]);
+    assert_eq!(there["elsewhere"], true);
+    assert_eq!(there["open_connections"], 0);
+    // Showing created nothing on B, and B's list is its own.
+    let (_, list) = b.api("GET", "/v1/sessions").await;
+    assert_eq!(list["sessions"], json!([]), "{list}");
+
+    // The bench's path: PUT through B, then the sandbox read through A, the same one.
+    let (status, put) = b.api("PUT", "/v1/sessions/bench-warm-0").await;
+    assert_eq!(status, 200, "{put}");
+    let (status, seen) = a.api("GET", "/v1/sessions/bench-warm-0").await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["sandbox"], put["sandbox"]);
+
+    // Unknown ids stay 404 on every replica, and no object appears for them.
+    for r in [&a, &b] {
+        let (status, body) = r.api("GET", "/v1/sessions/nobody").await;
+        assert_eq!(status, 404, "{} {body}", r.name);
+    }
+    assert!(w.claim("nobody").await.is_none());
+
+    // Deleted through the replica that holds it: gone on the other one too.
+    let (status, _) = b.api("DELETE", "/v1/sessions/bench-warm-0").await;
+    assert_eq!(status, 204);
+    eventually(
+        Duration::from_secs(10),
+        "the deleted session gone on A",
+        || async { a.api("GET", "/v1/sessions/bench-warm-0").await.0 == 404 },
+    )
+    .await;
+    echo(&mut ws, "still here").await;
 }

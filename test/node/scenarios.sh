@@ -202,13 +202,13 @@ jq -e --arg ip "$frank_claim_ip" 'select(.eval | contains("to " + $ip + ":"))' <
   fail "frank was not served by his own claim's sandbox $frank_claim_ip: $frank"
 k delete pod agent-frank --wait=false >/dev/null
 
-step "sandcanary-bench cold / warm through one proxy pod on the real warm pool"
+step "sandcanary-bench cold / warm through the proxy's Service (two replicas) on the real warm pool"
 admin_token="$(k get secret sandcanary-proxy-tokens -o jsonpath='{.data.session-api-token}' | base64 -d)"
 identity_token="$(k get secret sandcanary-proxy-tokens -o jsonpath='{.data.identity-token}' | base64 -d)"
-# One replica's address, not the Service: the session API (/v1/sessions/{id}) answers only for the sessions
-# the replica it reaches serves, so with two replicas behind the Service the bench's data and admin requests
-# may land on different replicas and the admin one gets 404 (see test/node/README.md, findings).
-svc="$(k get pods -l app.kubernetes.io/name=sandcanary-proxy -o jsonpath='{.items[0].status.podIP}')"
+# The Service, as a user's bench reaches it: data and session API requests land on either replica (a replica
+# shows the sessions the other serves through the backend, docs/session-api.md).
+[ "$(k get deploy sandcanary-proxy -o jsonpath='{.status.readyReplicas}')" = 2 ] || fail "want two proxy replicas behind the Service"
+svc="$(k get service sandcanary-proxy -o jsonpath='{.spec.clusterIP}')"
 bench_bin="${SANDCANARY_BENCH_BIN:?SANDCANARY_BENCH_BIN (the sandcanary-bench binary) is not set}"
 SANDCANARY_ADMIN_TOKEN="$admin_token" SANDCANARY_IDENTITY_TOKEN="$identity_token" \
   "$bench_bin" run --proxy "http://$svc:9000" --admin "http://$svc:9090" --scenarios cold,warm \

@@ -124,6 +124,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes the sandbox for `id`. Idempotent: an unknown id is success.
     async fn delete(&self, id: &str) -> Result<(), BackendError>;
 
+    /// The ready sandbox the backend has for `id`, read without creating or changing anything: how
+    /// a replica answers the session API for a session that another replica serves. `None`: no
+    /// ready sandbox, or a backend whose sandboxes only this process knows.
+    async fn lookup(&self, _id: &str) -> Result<Option<Endpoint>, BackendError> {
+        Ok(None)
+    }
+
     /// Ids of the sandboxes this proxy manages, for the start-up reconcile.
     async fn list(&self) -> Result<Vec<String>, BackendError>;
 

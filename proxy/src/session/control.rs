@@ -112,6 +112,38 @@ impl SessionManager {
         self.0.current(id).map(|s| self.0.info(&s))
     }
 
+    /// What `GET /v1/sessions/{id}` shows: this replica's session, or else the ready sandbox the
+    /// backend has for `id`. Behind a Service with several replicas the session API call and the
+    /// data connection land on different replicas, so a session one replica serves must be visible
+    /// through all of them (the bench checks its sandbox this way). Bounded by DELETE_TIMEOUT.
+    pub async fn show(&self, id: &str) -> Result<Option<SessionInfo>, ControlError> {
+        if let Some(local) = self.info(id) {
+            return Ok(Some(local));
+        }
+        let m = &self.0;
+        let found = match tokio::time::timeout(m.cfg.delete_timeout, m.backend.lookup(id)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return Err(ControlError::Backend(e)),
+            Err(_) => {
+                return Err(ControlError::Timeout(duration::format(
+                    m.cfg.delete_timeout,
+                )));
+            }
+        };
+        Ok(found.map(|ep| SessionInfo {
+            id: id.to_string(),
+            state: "ready",
+            endpoint: Some(ep.ws.to_string()),
+            mcp_endpoint: ep.mcp.as_ref().map(|a| a.to_string()),
+            sandbox: Some(ep.instance),
+            error: None,
+            open_connections: 0,
+            idle_seconds: 0.0,
+            age_seconds: 0.0,
+            elsewhere: true,
+        }))
+    }
+
     pub fn list(&self) -> Vec<SessionInfo> {
         let m = &self.0;
         let sessions: Vec<_> = m

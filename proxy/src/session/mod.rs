@@ -133,6 +133,11 @@ pub struct SessionInfo {
     pub open_connections: usize,
     pub idle_seconds: f64,
     pub age_seconds: f64,
+    /// Not a session of this replica: the backend's ready sandbox for the id, which another replica
+    /// serves (found with `Backend::lookup`). Its connections, idleness and age are that replica's
+    /// and read 0 here.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub elsewhere: bool,
 }
 
 #[derive(Default)]
@@ -276,6 +281,7 @@ impl Manager {
                 as f64
                 / 1000.0,
             age_seconds: s.created.elapsed().as_secs_f64(),
+            elsewhere: false,
         }
     }
 }

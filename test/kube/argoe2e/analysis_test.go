@@ -21,13 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"sandcanary/test/kube/kubeenv"
+	"sandcanary/test/kube/saasfake"
 )
 
 // md is the Measurement.Metadata key the plugin uses for name.
 func md(name string) string { return "sandcanary." + name }
 
 // rolloutName and rolloutUID stand for the Rollout that owns the runs; the plugin reads the Rollout's
-// name from the owner reference (TestFullRollout uses a real Rollout, named as in rollouts/).
+// name from the owner reference (the real Rollout of rollouts/ runs on the one-node cluster: make test-node-canary).
 const rolloutName = "sandcanary-proxy-runs"
 
 var rolloutUID = types.UID("6f0e4c1a-5c2b-4a53-9f3e-" + strconv.FormatInt(time.Now().UnixNano()%1e12, 10))
@@ -234,10 +235,10 @@ func expectEvent(t *testing.T, run *v1alpha1.AnalysisRun, m v1alpha1.Measurement
 }
 
 // fingerprints groups the fake GitHub's issues by their sandcanary fingerprint label.
-func fingerprints(t *testing.T) map[string][]issueView {
+func fingerprints(t *testing.T) map[string][]saasfake.IssueView {
 	t.Helper()
-	out := map[string][]issueView{}
-	for _, i := range github.snapshot() {
+	out := map[string][]saasfake.IssueView{}
+	for _, i := range github.Snapshot() {
 		var fp string
 		for _, l := range i.Labels {
 			if strings.HasPrefix(l, "sandcanary:fp-") {
@@ -270,7 +271,7 @@ func TestHealthyCanaryFromClusterTemplate(t *testing.T) {
 	if got := m.Metadata[md("recovery")]; got != "no open issue of an earlier revision" {
 		t.Fatalf("Metadata recovery %q on a Rollout without issues", got)
 	}
-	if n := len(github.snapshot()); n != 0 {
+	if n := len(github.Snapshot()); n != 0 {
 		t.Fatalf("%d issues filed for a healthy canary", n)
 	}
 }
@@ -282,9 +283,9 @@ func TestRegressedCanaryFailsAndFilesOneIssue(t *testing.T) {
 	run := waitDone(t, "regressed-statistical")
 	m := expectPhase(t, run, v1alpha1.AnalysisPhaseFailed)
 	expectEvent(t, run, m, "Warning", "SandcanaryRegression", "GitHub issue: created ", "/issues/1")
-	issues := github.snapshot()
+	issues := github.Snapshot()
 	if len(issues) != 1 {
-		t.Fatalf("%d issues filed, want 1: %+v\nrequests %v", len(issues), issues, github.requestLog())
+		t.Fatalf("%d issues filed, want 1: %+v\nrequests %v", len(issues), issues, github.RequestLog())
 	}
 	for _, want := range []string{"performance", "canary-regression"} {
 		if !slices.Contains(issues[0].Labels, want) {
@@ -327,7 +328,7 @@ func pluginPIDs(t *testing.T) []int {
 // verdict (Failed, the canary is slow). The report of this second failing run is deduplicated: no
 // second issue for the same fingerprint.
 func TestPluginKilledMidAnalysis(t *testing.T) {
-	before := len(github.snapshot())
+	before := len(github.Snapshot())
 	newRun(t, "killed-statistical", "sandcanary-statistical", false, regressedData, "canary-slow", nil)
 	// Wait until Run has answered (Running, with the job handle) and the bench has been going a while.
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 2*time.Minute, true,
@@ -381,7 +382,7 @@ func TestPluginKilledMidAnalysis(t *testing.T) {
 	t.Logf("plugin pids after the restart %v; issue report: %q", after, m.Metadata[md("issue")])
 	// Same Rollout, same canary revision: the same fingerprint unless the judge failed other metrics.
 	fps := fingerprints(t)
-	issues := github.snapshot()
+	issues := github.Snapshot()
 	switch {
 	case len(issues) == before:
 		if issues[0].Comments < 1 || !strings.Contains(m.Metadata[md("issue")], "comment") {
@@ -408,9 +409,9 @@ func TestThresholdTemplate(t *testing.T) {
 // (onRecovery close): every open issue of the slow revision gets one comment naming the revision with the
 // new table and is closed; the verdict stays Successful and its event is Normal.
 func TestRecoveryClosesTheIssues(t *testing.T) {
-	var open []issueView
-	filed := len(github.snapshot())
-	for _, i := range github.snapshot() {
+	var open []saasfake.IssueView
+	filed := len(github.Snapshot())
+	for _, i := range github.Snapshot() {
 		if i.State == "open" {
 			open = append(open, i)
 		}
@@ -432,8 +433,8 @@ func TestRecoveryClosesTheIssues(t *testing.T) {
 	if got := m.Metadata[md("recovery")]; !strings.HasPrefix(got, "closed https://github.com/") {
 		t.Fatalf("Metadata recovery %q, want the closed issues", got)
 	}
-	after := map[int]issueView{}
-	for _, i := range github.snapshot() {
+	after := map[int]saasfake.IssueView{}
+	for _, i := range github.Snapshot() {
 		after[i.Number] = i
 	}
 	for _, before := range open {
@@ -464,7 +465,7 @@ func TestLLMTemplate(t *testing.T) {
 		"llm-base-url": openaiURL, "llm-model": "e2e-model",
 	})
 	m := expectPhase(t, waitDone(t, "healthy-llm"), v1alpha1.AnalysisPhaseSuccessful)
-	calls, bad := openai.stats()
+	calls, bad := openai.Stats()
 	if calls < 1 || len(bad) > 0 {
 		t.Fatalf("LLM endpoint: %d calls, problems %v", calls, bad)
 	}
@@ -477,11 +478,11 @@ func TestLLMTemplate(t *testing.T) {
 // makes the verdict Inconclusive, and with the template's inconclusiveLimit 0 the run is Inconclusive
 // (which pauses a Rollout) and nothing is filed.
 func TestLLMRejectionPausesForAHuman(t *testing.T) {
-	openai.setAnswer(`{"promote":false,"confidence":95,"reasons":["cold starts look slower in the tail"]}`)
+	openai.SetAnswer(`{"promote":false,"confidence":95,"reasons":["cold starts look slower in the tail"]}`)
 	t.Cleanup(func() {
-		openai.setAnswer(`{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`)
+		openai.SetAnswer(`{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`)
 	})
-	issues := len(github.snapshot())
+	issues := len(github.Snapshot())
 	newRun(t, "rejected-llm", "sandcanary-llm", false, canaryData, "canary-healthy", map[string]string{
 		"llm-base-url": openaiURL, "llm-model": "e2e-model",
 	})
@@ -489,7 +490,7 @@ func TestLLMRejectionPausesForAHuman(t *testing.T) {
 	if m.Metadata[md("judge")] != "llm" || m.Metadata[md("llm_promote")] != "false" {
 		t.Fatalf("want the llm judge's rejection; metadata %v", m.Metadata)
 	}
-	if n := len(github.snapshot()); n != issues {
+	if n := len(github.Snapshot()); n != issues {
 		t.Fatalf("an Inconclusive verdict filed an issue (%d -> %d)", issues, n)
 	}
 }

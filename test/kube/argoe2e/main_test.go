@@ -20,10 +20,10 @@ import (
 
 	argoclient "github.com/argoproj/argo-rollouts/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"sandcanary/test/kube/kubeenv"
+	"sandcanary/test/kube/saasfake"
 )
 
 const (
@@ -42,15 +42,14 @@ var (
 	env        *kubeenv.Env
 	controller *kubeenv.RolloutsController
 	argo       argoclient.Interface
-	dyn        dynamic.Interface
 	namespace  string
 
 	stableData, stableAdmin string
 	canaryData, canaryAdmin string
 	regressedData, pageURL  string
-	github                  *fakeGitHub
+	github                  *saasfake.GitHub
 	githubURL               string
-	openai                  *fakeOpenAI
+	openai                  *saasfake.OpenAI
 	openaiURL               string
 	installedPlugin         string
 )
@@ -210,13 +209,13 @@ func setup(stops *[]func()) error {
 	}
 	*stops = append(*stops, stop)
 	pageURL += "/"
-	github = newFakeGitHub(ghOwner, ghRepo, ghToken)
-	if githubURL, stop, err = serve(github.handler()); err != nil {
+	github = saasfake.NewGitHub(ghOwner, ghRepo, ghToken)
+	if githubURL, stop, err = serve(github.Handler()); err != nil {
 		return err
 	}
 	*stops = append(*stops, stop)
-	openai = &fakeOpenAI{key: llmKey, answer: `{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`}
-	if openaiURL, stop, err = serve(openai.handler()); err != nil {
+	openai = saasfake.NewOpenAI(llmKey, `{"promote":true,"confidence":92,"reasons":["canary latency matches stable"]}`)
+	if openaiURL, stop, err = serve(openai.Handler()); err != nil {
 		return err
 	}
 	*stops = append(*stops, stop)
@@ -259,9 +258,6 @@ func setup(stops *[]func()) error {
 		return fmt.Errorf("plugin not installed from its file:// location: %w", err)
 	}
 	if argo, err = argoclient.NewForConfig(env.Config); err != nil {
-		return err
-	}
-	if dyn, err = dynamic.NewForConfig(env.Config); err != nil {
 		return err
 	}
 	// The proxies' tokens in the runs' namespace, as the proxy's own Secret holds them (README), and a

@@ -6,7 +6,10 @@
 // and, after the last run, `AGENT_DONE {"ok":<all runs ok>,"runs":N}`.
 //
 // Environment:
-//   AGENT_MODE         playwright (default) or mcp
+//   AGENT_MODE         playwright (default), mcp, or keep: one Playwright session held open (the page
+//                      evaluated every 250 ms, `KEEP_OPEN {...}` printed once it works) until the proxy
+//                      closes it; then reconnects every 250 ms until a page works again, and prints
+//                      RESULT {"mode":"keep","closed_at":..,"reconnected_at":..,"wait_ms":..,"attempts":..}
 //   PW_URL             playwright mode: the proxy's WebSocket URL, e.g. ws://sandcanary-proxy.playwright:9000/
 //   MCP_URL            mcp mode: the proxy's MCP URL, e.g. http://sandcanary-proxy.playwright:9000/mcp
 //   PW_TARGET_URL      page to load (default: a data: URL, so no web server is needed)
@@ -40,7 +43,7 @@ function boolEnv(name, dflt) {
 }
 
 const mode = process.env.AGENT_MODE || 'playwright';
-if (mode !== 'playwright' && mode !== 'mcp') configError(`AGENT_MODE: ${JSON.stringify(mode)} is not playwright or mcp`);
+if (!['playwright', 'mcp', 'keep'].includes(mode)) configError(`AGENT_MODE: ${JSON.stringify(mode)} is not playwright, mcp or keep`);
 const urlVar = mode === 'mcp' ? 'MCP_URL' : 'PW_URL';
 const url = process.env[urlVar];
 if (!url) configError(`${urlVar} is not set (AGENT_MODE=${mode})`);
@@ -103,6 +106,52 @@ async function playwrightRun() {
   }
 }
 
+// One page through a fresh connection; the browser stays open for the caller.
+async function openPage() {
+  const browser = await chromium.connect(url, { timeout, headers });
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(target, { waitUntil: 'load', timeout });
+  return { browser, page };
+}
+
+// keep mode: how long a client whose proxy pod goes away waits for a working session again.
+async function keepRun() {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const { browser, page } = await openPage();
+  const opened_at = Date.now();
+  console.log(`KEEP_OPEN ${JSON.stringify({ opened_at })}`);
+  let last_ok_at = opened_at;
+  let error = null;
+  for (;;) {
+    try {
+      await page.evaluate('1');
+      last_ok_at = Date.now();
+    } catch (err) {
+      error = String(err && err.message ? err.message : err).split('\n')[0].slice(0, 300);
+      break;
+    }
+    await sleep(250);
+  }
+  const closed_at = Date.now();
+  browser.close().catch(() => {});
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    try {
+      const again = await openPage();
+      await again.page.evaluate('1');
+      const reconnected_at = Date.now();
+      await again.browser.close();
+      return { ok: true, opened_at, last_ok_at, closed_at, reconnected_at, wait_ms: reconnected_at - closed_at, attempts, error };
+    } catch (err) {
+      if (Date.now() - closed_at > timeout) {
+        return { ok: false, opened_at, last_ok_at, closed_at, attempts, error: String(err).slice(0, 300) };
+      }
+      await sleep(250);
+    }
+  }
+}
+
 async function mcpRun() {
   const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
   const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
@@ -142,14 +191,14 @@ async function mcpRun() {
   for (let run = 1; run <= runs; run++) {
     let result;
     try {
-      result = await (mode === 'mcp' ? mcpRun() : playwrightRun());
+      result = await (mode === 'mcp' ? mcpRun() : mode === 'keep' ? keepRun() : playwrightRun());
     } catch (err) {
       // Playwright's call log is coloured: drop the escape sequences from the one-line result.
       const msg = String(err && err.message ? err.message : err).replace(/\u001b\[[0-9;]*m/g, '');
       result = { ok: false, error: msg.slice(0, 2000) };
     }
     allOk = allOk && result.ok;
-    console.log(`RESULT ${JSON.stringify({ mode, run, ...result })}`);
+    console.log(`RESULT ${JSON.stringify({ mode, run, at: Date.now(), ...result })}`);
     if (run < runs) await new Promise((r) => setTimeout(r, interval));
   }
   console.log(`AGENT_DONE ${JSON.stringify({ ok: allOk, runs })}`);

@@ -64,6 +64,17 @@ where
     }
 }
 
+/// One read of the object `name` (`None` when it does not exist), for [`super::Backend::lookup`].
+pub async fn read(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    name: &str,
+) -> Result<Option<DynamicObject>, BackendError> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| BackendError::kube(format!("cannot read {kind} {name}"), e))
+}
+
 /// Label on every object the proxy creates; `list` selects on it.
 pub const MANAGED_LABEL: &str = "playwright-proxy/managed";
 

@@ -188,6 +188,17 @@ impl<K: ClusterKind> Backend for ClusterBackend<K> {
         Ok(())
     }
 
+    /// One read of the object: its endpoint if it is ready and reachable, else `None`. Never creates.
+    async fn lookup(&self, id: &str) -> Result<Option<Endpoint>, BackendError> {
+        let Some(obj) = read(&self.api, K::KIND, &K::object_name(id)).await? else {
+            return Ok(None);
+        };
+        match self.kind.judge(&obj, id) {
+            Judged::Ready(ready) => self.kind.endpoint(&self.client, id, &obj, ready).await,
+            _ => Ok(None),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<String>, BackendError> {
         list_managed(&self.api, self.kind.label_key()).await
     }
