@@ -292,20 +292,10 @@ impl World {
 
 /// One HTTP request through `proxy` from a "pod" address; the status code.
 async fn http_from(source: &str, proxy: SocketAddr) -> u16 {
-    let mut s = support::connect_from(source, proxy).await;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+    sandcanary_testkit::get_from(Some(source), proxy, "/", Duration::from_secs(30))
         .await
         .expect("response in time")
-        .unwrap();
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .0
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
