@@ -126,14 +126,5 @@ async fn run() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    if common::run_role_if_upstream() {
-        return Ok(());
-    }
-    if let Some(n) = common::limits::apply_nice_from_env()? {
-        println!("running at nice {n} ({})", common::limits::NICE_ENV);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    common::main(run)
 }

@@ -19,7 +19,7 @@ use common::proxy::{BENCH_ID, ProxyProcess, SESSION_TOKEN};
 use common::{admin, limits, report};
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use hyper::Method;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -37,10 +37,7 @@ fn source(i: usize) -> IpAddr {
 
 /// Opens one WebSocket from `src` to `dst` and proves the path with one echoed message.
 async fn open(src: IpAddr, dst: SocketAddr) -> Result<Ws> {
-    let sock = TcpSocket::new_v4()?;
-    sock.bind(SocketAddr::new(src, 0))?;
-    let tcp = sock
-        .connect(dst)
+    let tcp = sandcanary_testkit::connect_from(&src.to_string(), dst)
         .await
         .with_context(|| format!("connect {src} -> {dst}"))?;
     tcp.set_nodelay(true)?;
@@ -209,14 +206,5 @@ async fn run() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    if common::run_role_if_upstream() {
-        return Ok(());
-    }
-    if let Some(n) = common::limits::apply_nice_from_env()? {
-        println!("running at nice {n} ({})", common::limits::NICE_ENV);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    common::main(run)
 }

@@ -3,20 +3,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sandcanary-proxy");
+use sandcanary_testkit::ProxyBuilder;
+
+fn proxy() -> ProxyBuilder {
+    ProxyBuilder::new(env!("CARGO_BIN_EXE_sandcanary-proxy"))
+}
 
 fn run_with(env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    proxy()
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn invalid_configuration_exits_1_naming_the_variable() {
         assert!(out.stdout.is_empty());
     }
     // Flags work like the variables and win over them.
-    let out = Command::new(BIN)
+    let out = proxy()
         .env("IDENTITY_STATIC", "127.0.0.2=a")
         .env("LOCAL_SANDBOX_SERVER", &server)
         .args(["--idle-ttl", "0s"])
@@ -99,51 +99,41 @@ fn descendants(pid: u32) -> Vec<i32> {
 #[test]
 fn sigterm_stops_the_proxy_and_every_sandbox() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut child = proxy()
         .env("IDENTITY_STATIC", "127.0.0.2=a")
         .env("LOCAL_SANDBOX_SERVER", support::sandbox_server())
         .env("LOCAL_WARM_POOL", "2")
         .env("LOCAL_TMP_DIR", tmp.path())
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // Logs are JSON lines; wait for "listening", then for the pool to fill (two sandbox trees).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut listening = false;
-    while Instant::now() < deadline && !listening {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-            listening = v["message"] == "listening";
-        }
-    }
-    assert!(listening, "proxy did not start");
+        .ready_timeout(Duration::from_secs(120))
+        .start()
+        .expect("proxy did not start");
+    // Then wait for the pool to fill (two sandbox trees).
     while Instant::now() < deadline {
-        if descendants(child.id()).len() >= 6 && std::fs::read_dir(tmp.path()).unwrap().count() == 2
+        if descendants(child.pid()).len() >= 6
+            && std::fs::read_dir(tmp.path()).unwrap().count() == 2
         {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let before = descendants(child.id());
+    let before = descendants(child.pid());
     assert!(
         before.len() >= 6,
         "two sandboxes should be running: {before:?}"
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    let status = child.terminate(Duration::from_secs(60)).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
     std::thread::sleep(Duration::from_millis(300));
+    let logs = child.log_tail(usize::MAX);
+    assert!(
+        logs.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("log lines are JSON"))
+            .any(|v| v["message"] == "listening"),
+        "proxy did not start: {logs}"
+    );
     let left: Vec<i32> = before
         .iter()
         .copied()
@@ -171,35 +161,31 @@ fn sigterm_stops_the_proxy_and_every_sandbox() {
 fn the_default_sandbox_server_is_found_from_the_working_directory() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = proxy()
         .current_dir(repo) // proxy/, a subdirectory of the checkout
         .env_remove("LOCAL_SANDBOX_SERVER")
         .env("IDENTITY_STATIC", "127.0.0.2=a")
         .env("LOCAL_WARM_POOL", "1")
         .env("LOCAL_TMP_DIR", tmp.path())
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .stderr(Stdio::null())
-        .spawn()
+        .start()
         .unwrap();
     // A started sandbox is node, Chromium and Chromium's helpers; a server.js that node cannot find
     // leaves at most node for a moment.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && descendants(child.id()).len() < 3 {
+    while Instant::now() < deadline && descendants(child.pid()).len() < 3 {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let running = descendants(child.id()).len();
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let running = descendants(child.pid()).len();
+    let status = child.terminate(Duration::from_secs(60)).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert!(
         running >= 3,
         "the warm-pool sandbox did not start ({running} processes)"
     );
 
-    let out = Command::new(BIN)
+    let out = proxy()
         .current_dir(tmp.path())
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("IDENTITY_STATIC", "127.0.0.2=a")
         .output()
         .unwrap();

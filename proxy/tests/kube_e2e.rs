@@ -154,23 +154,14 @@ impl Controller {
 
 /// One HTTP request from a chosen source address; returns (status, body).
 async fn http_from(source: &str, proxy: SocketAddr) -> (u16, String) {
-    let mut s = support::connect_from(source, proxy).await;
-    s.write_all(b"GET /json/version HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    sandcanary_testkit::get_from(
+        Some(source),
+        proxy,
+        "/json/version",
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("response in time")
 }
 
 async fn playwright_from(source: &str, proxy: SocketAddr, target: SocketAddr) {

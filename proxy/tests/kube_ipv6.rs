@@ -17,7 +17,6 @@ use sandcanary_proxy::config::RawConfig;
 use sandcanary_proxy::identity::Chain;
 use sandcanary_proxy::server;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use kube_support::{client, eventually, namespace, pod};
 use support::{Call, FakeBackend};
@@ -46,32 +45,9 @@ async fn v6_sandbox() -> SocketAddr {
 
 /// One request from `source` to `to`; (status, body).
 async fn get_from(source: &str, to: SocketAddr) -> (u16, String) {
-    let source: std::net::IpAddr = source.parse().unwrap();
-    let sock = if source.is_ipv6() {
-        tokio::net::TcpSocket::new_v6().unwrap()
-    } else {
-        tokio::net::TcpSocket::new_v4().unwrap()
-    };
-    sock.bind(SocketAddr::new(source, 0)).unwrap();
-    let mut s = sock.connect(to).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+    sandcanary_testkit::get_from(Some(source), to, "/", Duration::from_secs(20))
         .await
         .expect("response in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

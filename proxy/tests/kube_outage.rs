@@ -15,35 +15,13 @@ use sandcanary_proxy::backend::sandbox_claim::{SandboxClaimSettings, api_resourc
 use sandcanary_proxy::config::RawConfig;
 use sandcanary_proxy::server;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use kube_support::{client, eventually, install_crds, namespace, pod, repo_root};
 
 async fn request(source: Option<&str>, to: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = match source {
-        Some(src) => support::connect_from(src, to).await,
-        None => tokio::net::TcpStream::connect(to).await.unwrap(),
-    };
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+    sandcanary_testkit::get_from(source, to, path, Duration::from_secs(30))
         .await
         .expect("response in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
 }
 
 fn apiserver(cmd: &str) {

@@ -10,9 +10,7 @@ mod kube_support;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use sandcanary_proxy::backend::sandbox_claim::api_resource;
 use sandcanary_proxy::replicas::activity::LAST_ACTIVE;
+use sandcanary_testkit::{ProxyBuilder, ProxyProcess};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,19 +32,12 @@ const LEASE: Duration = Duration::from_secs(2);
 /// The session API's token on every replica.
 const API_TOKEN: &str = "replicas-session-api-token";
 
-/// One replica: the real binary, its addresses read from its "listening" log line.
+/// One replica: the real binary on free loopback ports, killed outright on drop.
 struct Replica {
     name: String,
-    child: Child,
+    proxy: ProxyProcess,
     data: SocketAddr,
     admin: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Replica {
@@ -54,14 +46,13 @@ impl Replica {
     }
 
     fn start_with_ttl(name: &str, ns: &str, sandbox: &Sandbox, idle_ttl: Duration) -> Replica {
-        let mut child = Command::new(BIN)
+        let proxy = ProxyBuilder::new(BIN)
+            .label(name)
             .env("BACKEND", "sandboxclaim")
             .env("POD_NAMESPACE", ns)
             .env("WARMPOOL_NAME", "playwright")
             .env("SANDBOX_PORT", sandbox.ws.port().to_string())
             .env("SANDBOX_MCP_PORT", sandbox.http.port().to_string())
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("IDLE_TTL", format!("{}s", idle_ttl.as_secs()))
             .env("IDLE_CHECK_INTERVAL", "250ms")
             .env("ENSURE_TIMEOUT", "20s")
@@ -81,37 +72,17 @@ impl Replica {
                 "RUST_LOG",
                 std::env::var("REPLICA_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the proxy binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let tag = name.to_string();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{tag}] {line}");
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["message"] == "listening"
-                    && let Some(tx) = tx.take()
-                {
-                    let addr = |k: &str| v[k].as_str().and_then(|s| s.parse().ok());
-                    let _ = tx.send((addr("data"), addr("admin")));
-                }
-            }
-        });
-        let (data, admin) = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok((Some(d), Some(a))) => (d, a),
-            other => panic!("replica {name} did not start listening: {other:?}"),
-        };
+            .echo_log(true)
+            .log_file(false)
+            .ready_timeout(Duration::from_secs(30))
+            .stop_grace(Duration::ZERO)
+            .start()
+            .unwrap_or_else(|e| panic!("replica {name} did not start listening: {e}"));
         Replica {
             name: name.to_string(),
-            child,
-            data,
-            admin,
+            data: proxy.data(),
+            admin: proxy.admin(),
+            proxy,
         }
     }
 
@@ -166,18 +137,9 @@ impl Replica {
 
     /// SIGTERM: a graceful stop that releases the Lease.
     fn terminate(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        if !matches!(self.proxy.terminate(Duration::from_secs(15)), Ok(Some(_))) {
+            panic!("replica {} did not stop on SIGTERM", self.name);
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("replica {} did not stop on SIGTERM", self.name);
     }
 }
 
@@ -355,20 +317,10 @@ impl World {
 
 /// One HTTP request through `proxy` from a "pod" address; the status code.
 async fn http_from(source: &str, proxy: SocketAddr) -> u16 {
-    let mut s = support::connect_from(source, proxy).await;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+    sandcanary_testkit::get_from(Some(source), proxy, "/", Duration::from_secs(30))
         .await
         .expect("response in time")
-        .unwrap();
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .0
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -524,8 +476,7 @@ async fn a_killed_leader_is_replaced_within_its_lease_and_its_tenants_are_reaped
     // A creates the claim and then dies without a word (SIGKILL: no Lease release).
     assert_eq!(http_from("127.0.0.51", a.data).await, 200);
     assert!(w.claim("orphan").await.is_some());
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
+    a.proxy.kill().unwrap();
     let killed = Instant::now();
 
     eventually(LEASE * 3, "replica-b to take the Lease", || b.leads()).await;

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sandcanary_bench::fixture::{FIXTURE_TITLE, FixtureServer};
@@ -12,71 +10,17 @@ use sandcanary_bench::playwright::{ConnectOptions, PlaywrightClient, PlaywrightE
 use sandcanary_bench::report::{Report, render_table};
 use sandcanary_bench::scenario::{self, RunConfig, Scenario};
 use sandcanary_bench::target::{ProxyTarget, ProxyTargetConfig, Target};
+use sandcanary_testkit::{ProxyBuilder, ProxyProcess};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const IDENTITY_TOKEN: &str = "bench-identity-token-0123456789";
 
-/// The proxy binary: beside this test's target directory, built on demand with cargo.
-fn proxy_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    let bin = debug_dir.join("sandcanary-proxy");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "sandcanary-proxy"])
-            .current_dir(common::repo_root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p sandcanary-proxy failed");
-    }
-    assert!(bin.exists(), "{} missing after build", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proxy {
-    child: Child,
-    data: String,
-    admin: String,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        // SIGTERM lets the proxy stop its sandboxes cleanly.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_proxy(warm_pool: usize) -> Proxy {
+async fn start_proxy(warm_pool: usize) -> ProxyProcess {
     common::sandbox_command();
-    let (data_port, admin_port) = (free_port(), free_port());
-    // The proxy's log goes to a file so test output stays readable; failures name the file.
-    let log_path = std::env::temp_dir().join(format!("sandcanary-bench-proxy-{data_port}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    eprintln!("proxy log: {}", log_path.display());
-    let child = Command::new(proxy_binary())
+    ProxyBuilder::workspace()
+        .unwrap()
+        .label("bench-proxy")
         .current_dir(common::repo_root())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{data_port}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("BACKEND", "local")
         .env("IDENTITY", "token")
         .env("IDENTITY_TOKEN", IDENTITY_TOKEN)
@@ -84,36 +28,20 @@ async fn start_proxy(warm_pool: usize) -> Proxy {
         .env("LOCAL_WARM_POOL", warm_pool.to_string())
         .env("LOCAL_MCP", "true")
         .env("LOG_FORMAT", "text")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let proxy = Proxy {
-        child,
-        data: format!("http://127.0.0.1:{data_port}"),
-        admin: format!("http://127.0.0.1:{admin_port}"),
-    };
-    let healthz = format!("{}/healthz", proxy.admin);
-    for _ in 0..600 {
-        if let Ok(r) = reqwest::get(&healthz).await
-            && r.status().is_success()
-        {
-            return proxy;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("proxy never became healthy at {healthz}");
+        .start_async()
+        .await
+        .unwrap()
 }
 
-fn target(proxy: &Proxy, name: &str) -> ProxyTarget {
+fn target(proxy: &ProxyProcess, name: &str) -> ProxyTarget {
     target_with_token(proxy, name, ADMIN_TOKEN)
 }
 
-fn target_with_token(proxy: &Proxy, name: &str, admin_token: &str) -> ProxyTarget {
+fn target_with_token(proxy: &ProxyProcess, name: &str, admin_token: &str) -> ProxyTarget {
     ProxyTarget::new(ProxyTargetConfig {
         name: name.into(),
-        data_url: proxy.data.clone(),
-        admin_url: proxy.admin.clone(),
+        data_url: proxy.data_url(),
+        admin_url: proxy.admin_url(),
         admin_token: admin_token.into(),
         identity_token: IDENTITY_TOKEN.into(),
         id_header: "X-Sandbox-Id".into(),
@@ -169,7 +97,7 @@ async fn all_scenarios_pass_through_the_proxy_with_real_identities() {
     // After the run every bench session is gone from the proxy.
     targets[0].shutdown().await;
     let list: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/sessions", proxy.admin))
+        .get(format!("{}/v1/sessions", proxy.admin_url()))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -189,7 +117,7 @@ async fn all_scenarios_pass_through_the_proxy_with_real_identities() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_skew_and_bad_tokens_through_the_proxy_are_clear_errors() {
     let proxy = start_proxy(1).await;
-    let ws = proxy.data.replace("http://", "ws://") + "/";
+    let ws = proxy.data_url().replace("http://", "ws://") + "/";
     let mut opts = ConnectOptions::new(ws.clone());
     opts.headers = vec![
         ("authorization".into(), format!("Bearer {IDENTITY_TOKEN}")),

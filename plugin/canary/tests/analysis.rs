@@ -49,7 +49,7 @@ fn judge() -> Value {
 
 fn config(stable: &Proxy, canary_data: &str, canary_admin: &str, secrets: &Secrets) -> Value {
     json!({
-        "stable": {"dataUrl": stable.data, "adminUrl": stable.admin},
+        "stable": {"dataUrl": stable.data_url(), "adminUrl": stable.admin_url()},
         "canary": {"dataUrlArg": "canary-data", "adminUrl": canary_admin},
         "sessionApiToken": {"file": secrets.path("admin")},
         "identityToken": {"file": secrets.path("identity")},
@@ -83,12 +83,17 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     let secrets = Secrets::new();
 
     // Healthy against healthy.
-    let cfg = parse(config(&stable, &canary.data, &canary.admin, &secrets));
+    let cfg = parse(config(
+        &stable,
+        &canary.data_url(),
+        &canary.admin_url(),
+        &secrets,
+    ));
     let progress = Progress::new();
     let started = Instant::now();
     let out = run(
         &cfg,
-        &context(&canary.data, "proxy-healthy-1"),
+        &context(&canary.data_url(), "proxy-healthy-1"),
         CancellationToken::new(),
         progress.clone(),
     )
@@ -112,9 +117,9 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     );
 
     // The same canary behind a relay that delays every connection.
-    let relay = DelayRelay::start(canary.data_port, DELAY).await;
+    let relay = DelayRelay::start(canary.data().port(), DELAY).await;
     let github = FakeGithub::start(Auth::Token("ghp_canary_test_token".into())).await;
-    let mut raw = config(&stable, &relay.url, &canary.admin, &secrets);
+    let mut raw = config(&stable, &relay.url, &canary.admin_url(), &secrets);
     raw["scenarios"] = json!(["warm"]);
     raw["samples"] = json!(WARM_SAMPLES);
     raw["github"] = json!({
@@ -192,7 +197,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
 
     // A newer canary revision without the delay passes: the open issue gets the new table and,
     // with onRecovery close, is closed.
-    let mut raw = config(&stable, &canary.data, &canary.admin, &secrets);
+    let mut raw = config(&stable, &canary.data_url(), &canary.admin_url(), &secrets);
     raw["scenarios"] = json!(["warm"]);
     raw["samples"] = json!(WARM_SAMPLES);
     raw["rollout"]["canaryRevision"] = json!("d00d1e");
@@ -205,7 +210,7 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
     });
     let out = run(
         &parse(raw),
-        &context(&canary.data, "proxy-d00d1e-1"),
+        &context(&canary.data_url(), "proxy-d00d1e-1"),
         CancellationToken::new(),
         Progress::new(),
     )
@@ -242,13 +247,13 @@ async fn healthy_canary_passes_and_delayed_canary_fails_with_one_issue() {
 async fn unreachable_or_refusing_targets_are_error_outcomes() {
     let stable = start_proxy("reach").await;
     let secrets = Secrets::new();
-    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let closed = format!("http://127.0.0.1:{}", support::free_port().unwrap());
 
-    let cfg = parse(config(&stable, &stable.data, &closed, &secrets));
+    let cfg = parse(config(&stable, &stable.data_url(), &closed, &secrets));
     let t = Instant::now();
     let out = run(
         &cfg,
-        &context(&stable.data, "r1"),
+        &context(&stable.data_url(), "r1"),
         CancellationToken::new(),
         Progress::new(),
     )
@@ -264,7 +269,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
     assert_eq!(out.value(), "");
 
     // A data port that takes no connections.
-    let cfg = parse(config(&stable, &closed, &stable.admin, &secrets));
+    let cfg = parse(config(&stable, &closed, &stable.admin_url(), &secrets));
     let out = run(
         &cfg,
         &context(&closed, "r2"),
@@ -277,10 +282,15 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
 
     // A wrong session-API token.
     std::fs::write(secrets.path("admin"), "not-the-token").unwrap();
-    let cfg = parse(config(&stable, &stable.data, &stable.admin, &secrets));
+    let cfg = parse(config(
+        &stable,
+        &stable.data_url(),
+        &stable.admin_url(),
+        &secrets,
+    ));
     let out = run(
         &cfg,
-        &context(&stable.data, "r3"),
+        &context(&stable.data_url(), "r3"),
         CancellationToken::new(),
         Progress::new(),
     )
@@ -297,7 +307,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
     std::fs::remove_file(secrets.path("admin")).unwrap();
     let out = run(
         &cfg,
-        &context(&stable.data, "r4"),
+        &context(&stable.data_url(), "r4"),
         CancellationToken::new(),
         Progress::new(),
     )
@@ -309,7 +319,7 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
         "{}",
         out.message
     );
-    let mut ctx = context(&stable.data, "r5");
+    let mut ctx = context(&stable.data_url(), "r5");
     ctx.args.clear();
     let out = run(&cfg, &ctx, CancellationToken::new(), Progress::new()).await;
     assert_eq!(out.phase, VerdictPhase::Error);
@@ -320,12 +330,12 @@ async fn unreachable_or_refusing_targets_are_error_outcomes() {
 async fn cancel_stops_the_bench_promptly_and_releases_sandboxes() {
     let proxy = start_proxy("cancel").await;
     let secrets = Secrets::new();
-    let mut raw = config(&proxy, &proxy.data, &proxy.admin, &secrets);
+    let mut raw = config(&proxy, &proxy.data_url(), &proxy.admin_url(), &secrets);
     raw["samples"] = json!(50);
     let cfg = parse(raw);
     let cancel = CancellationToken::new();
     let progress = Progress::new();
-    let ctx = context(&proxy.data, "cancelled");
+    let ctx = context(&proxy.data_url(), "cancelled");
     let job = {
         let (cfg, cancel, progress) = (cfg.clone(), cancel.clone(), progress.clone());
         tokio::spawn(async move { run(&cfg, &ctx, cancel, progress).await })
@@ -349,7 +359,7 @@ async fn cancel_stops_the_bench_promptly_and_releases_sandboxes() {
 
     // The sessions this run made are gone from the proxy.
     let sessions: Value = reqwest::Client::new()
-        .get(format!("{}/v1/sessions", proxy.admin))
+        .get(format!("{}/v1/sessions", proxy.admin_url()))
         .bearer_auth(support::ADMIN_TOKEN)
         .send()
         .await

@@ -25,3 +25,20 @@ pub fn run_role_if_upstream() -> bool {
     }
     false
 }
+
+/// The entry of the bench binaries that start the proxy: the stand-in sandbox when the proxy started
+/// this executable as one, else `run` on a current-thread runtime at the nice value asked for.
+pub fn main<F: std::future::Future<Output = anyhow::Result<()>>>(
+    run: impl FnOnce() -> F,
+) -> anyhow::Result<()> {
+    if run_role_if_upstream() {
+        return Ok(());
+    }
+    if let Some(n) = limits::apply_nice_from_env()? {
+        println!("running at nice {n} ({})", limits::NICE_ENV);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::proxy::{free_port, rss_kib};
+use super::proxy::rss_kib;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -30,7 +30,7 @@ impl Nginx {
                 "{NGINX} is missing: run `scripts/setup-system.sh --bench` (installs nginx-light)"
             );
         }
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let addr: SocketAddr = sandcanary_testkit::free_loopback_addr()?;
         let dir = std::env::temp_dir().join(format!(
             "proxybench-nginx-{}-{}",
             std::process::id(),

@@ -1,14 +1,12 @@
-//! The `sandcanary-proxy` binary under test, started as a child process on free loopback ports with
-//! the local backend. Its "sandbox server" is this very bench executable in the upstream role, so the
-//! proxy starts, pools and deletes it exactly as it would `node deploy/sandbox/server.js`.
+//! The `sandcanary-proxy` binary under test, started through the test kit on free loopback ports
+//! with the local backend. Its "sandbox server" is this very bench executable in the upstream role,
+//! so the proxy starts, pools and deletes it exactly as it would `node deploy/sandbox/server.js`.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use hyper::{Method, StatusCode};
+use anyhow::{Context, Result};
+use sandcanary_testkit::ProxyBuilder;
 
 use super::{admin, upstream};
 
@@ -18,16 +16,12 @@ pub const SESSION_TOKEN: &str = "proxybench-session-token";
 /// The sandbox id the static identity gives every 127.0.0.1 client.
 pub const BENCH_ID: &str = "bench";
 
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 pub struct ProxyProcess {
-    child: Child,
+    // Declared before `_tmp` so that the proxy stops before its sandbox directory goes.
+    process: sandcanary_testkit::ProxyProcess,
     pub data: SocketAddr,
     pub admin: SocketAddr,
-    tmp: PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 impl ProxyProcess {
@@ -35,20 +29,15 @@ impl ProxyProcess {
     /// and waits until `/readyz` answers 200.
     pub async fn start(extra: &[(&str, &str)]) -> Result<Self> {
         let exe = std::env::current_exe().context("current_exe")?;
-        let data: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let tmp = std::env::temp_dir().join(format!("proxybench-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandcanary-proxy"));
-        cmd.env("LISTEN_ADDR", data.to_string())
-            .env("METRICS_ADDR", admin.to_string())
+        let tmp = tempfile::Builder::new().prefix("proxybench-").tempdir()?;
+        let process = ProxyBuilder::new(env!("CARGO_BIN_EXE_sandcanary-proxy"))
             .env("BACKEND", "local")
             .env("IDENTITY", "static")
             .env("IDENTITY_STATIC", format!("127.0.0.1={BENCH_ID}"))
             .env("SESSION_API_TOKEN", SESSION_TOKEN)
             .env("LOCAL_NODE", &exe)
             .env("LOCAL_SANDBOX_SERVER", &exe)
-            .env("LOCAL_TMP_DIR", &tmp)
+            .env("LOCAL_TMP_DIR", tmp.path())
             .env("LOCAL_WARM_POOL", "0")
             .env("LOCAL_MAX_SANDBOXES", "2")
             .env("IDLE_TTL", "1h")
@@ -61,46 +50,23 @@ impl ProxyProcess {
             .env("RUST_LOG", "warn")
             // Inherited by the sandbox children the local backend starts: they become the upstream.
             .env(upstream::ROLE_ENV, upstream::ROLE_UPSTREAM)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().context("start sandcanary-proxy")?;
-        let mut p = Self {
-            child,
-            data,
-            admin,
-            tmp,
-        };
-        p.wait_ready(Duration::from_secs(30)).await?;
-        Ok(p)
-    }
-
-    async fn wait_ready(&mut self, budget: Duration) -> Result<()> {
-        let deadline = Instant::now() + budget;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("sandcanary-proxy exited during start-up: {status}");
-            }
-            if let Ok((StatusCode::OK, _)) =
-                admin::call(self.admin, Method::GET, "/readyz", None).await
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "sandcanary-proxy not ready on {} within {budget:?}",
-                    self.admin
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .envs(extra.iter().copied())
+            .ready_path("/readyz")
+            .ready_timeout(Duration::from_secs(30))
+            .echo_log(true)
+            .log_file(false)
+            .start_async()
+            .await?;
+        Ok(Self {
+            data: process.data(),
+            admin: process.admin(),
+            process,
+            _tmp: tmp,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Ensures the bench session through the session API and returns its sandbox's address, which is
@@ -111,7 +77,7 @@ impl ProxyProcess {
 
     /// Resident set size of the proxy process itself (not its children), in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
-        rss_kib(self.child.id())
+        rss_kib(self.pid())
     }
 }
 
@@ -123,27 +89,4 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc/<pid>/status")
-}
-
-impl Drop for ProxyProcess {
-    /// SIGTERM (the proxy stops its sandboxes), then SIGKILL if it does not exit in time.
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) with a pid we own; no memory is touched.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_dir_all(&self.tmp);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("proxybench: sandcanary-proxy did not stop within 15 s; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.tmp);
-    }
 }

@@ -202,9 +202,7 @@ pub fn config(raw: RawConfig) -> Config {
 
 /// Opens a TCP connection from a chosen loopback source address (a "pod").
 pub async fn connect_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    sock.connect(to).await.unwrap()
+    sandcanary_testkit::connect_from(source, to).await.unwrap()
 }
 
 pub fn init_tracing() {
