@@ -253,10 +253,11 @@ wait_controller_log() { # text timeout old
 }
 
 # --- the suite -------------------------------------------------------------------------------------------
-# An AnalysisRun whose metric goes to sandcanary/sandcanary with a key the plugin does not know: only the
-# plugin answers "invalid sandcanary plugin configuration", so the phase and message come from it.
-analysis_through_plugin() { # name
-  local name="$1" deadline=$((SECONDS + 120)) phase="" msg=""
+# Runs an AnalysisRun NAME with one metric for sandcanary/sandcanary whose configuration is CONFIG (YAML,
+# indented for the plugin key) and waits for its phase; sets `phase` and `msg` (the last measurement's message).
+plugin_analysis() { # name config
+  local name="$1" config="$2" deadline=$((SECONDS + 120))
+  phase="" msg=""
   kubectl apply -f - >&2 <<YAML
 apiVersion: argoproj.io/v1alpha1
 kind: AnalysisRun
@@ -269,7 +270,7 @@ spec:
       provider:
         plugin:
           sandcanary/sandcanary:
-            notASandcanaryKey: true
+$config
 YAML
   while ((SECONDS < deadline)); do
     phase="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.phase}')"
@@ -278,43 +279,30 @@ YAML
   done
   msg="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.metricResults[0].measurements[-1].message}')"
   echo "AnalysisRun $name: phase $phase, measurement: $msg" >&2
-  [ "$phase" = Error ] || fail "AnalysisRun $name ended '$phase', want Error from the plugin"
-  [[ "$msg" == *"invalid sandcanary plugin configuration"*"notASandcanaryKey"* ]] ||
-    fail "AnalysisRun $name: the measurement did not come from sandcanary-plugin: $msg"
 }
 
-# An AnalysisRun whose tokens name a Secret that does not exist: the plugin, inside the controller pod,
-# asks the API server for it (in-cluster config, Argo's ServiceAccount) and reports the 404 by name.
+# A key the plugin does not know: only the plugin answers "invalid sandcanary plugin configuration", so the
+# phase and message come from it.
+analysis_through_plugin() { # name
+  local phase msg
+  plugin_analysis "$1" '            notASandcanaryKey: true'
+  [ "$phase" = Error ] || fail "AnalysisRun $1 ended '$phase', want Error from the plugin"
+  [[ "$msg" == *"invalid sandcanary plugin configuration"*"notASandcanaryKey"* ]] ||
+    fail "AnalysisRun $1: the measurement did not come from sandcanary-plugin: $msg"
+}
+
+# Tokens that name a Secret that does not exist: the plugin, inside the controller pod, asks the API server
+# for it (in-cluster config, Argo's ServiceAccount) and reports the 404 by name.
 analysis_reads_kube() { # name
-  local name="$1" deadline=$((SECONDS + 120)) phase="" msg=""
-  kubectl apply -f - >&2 <<YAML
-apiVersion: argoproj.io/v1alpha1
-kind: AnalysisRun
-metadata: {name: $name, namespace: playwright}
-spec:
-  metrics:
-    - name: sandcanary
-      count: 1
-      consecutiveErrorLimit: 0
-      provider:
-        plugin:
-          sandcanary/sandcanary:
-            stable: {dataUrl: "ws://stable.playwright:9000/", adminUrl: "http://stable.playwright:9090"}
+  local phase msg
+  plugin_analysis "$1" '            stable: {dataUrl: "ws://stable.playwright:9000/", adminUrl: "http://stable.playwright:9090"}
             canary: {dataUrl: "ws://canary.playwright:9000/", adminUrl: "http://canary.playwright:9090"}
             sessionApiToken: {secretKeyRef: {name: sandcanary-no-such-secret, key: session-api-token}}
             identityToken: {secretKeyRef: {name: sandcanary-no-such-secret, key: identity-token}}
             pageUrl: "http://hello.default.svc.cluster.local/"
-            pollSeconds: 1
-YAML
-  while ((SECONDS < deadline)); do
-    phase="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.phase}')"
-    case "$phase" in Successful|Failed|Error|Inconclusive) break ;; esac
-    sleep 1
-  done
-  msg="$(kubectl -n playwright get analysisrun "$name" -o jsonpath='{.status.metricResults[0].measurements[-1].message}')"
-  echo "AnalysisRun $name: phase $phase, measurement: $msg" >&2
+            pollSeconds: 1'
   [ "$phase" = Error ] && [[ "$msg" == *"Secret sandcanary-no-such-secret does not exist in namespace playwright"* ]] ||
-    fail "AnalysisRun $name: the plugin did not read the API server from the controller pod: $phase $msg"
+    fail "AnalysisRun $1: the plugin did not read the API server from the controller pod: $phase $msg"
 }
 
 suite() {
