@@ -25,7 +25,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use sandcanary_proxy::backend::{Authority, Backend, BackendError, Endpoint};
 use sandcanary_proxy::config::admission::RawAdmission;
-use sandcanary_proxy::config::{Config, RawConfig};
+use sandcanary_proxy::config::{Config, RawConfig, RawIdentity, RawLocal};
 use sandcanary_proxy::identity::{Chain, Identity};
 use sandcanary_proxy::server::{Running, start_with};
 
@@ -86,17 +86,23 @@ async fn proxy(up: SocketAddr, admission: bool) -> Result<Running> {
     let cfg = Config::from_raw(RawConfig {
         listen_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
-        identity: Some("token".into()),
-        identity_token: Some(TOKEN.into()),
-        local_sandbox_server: Some(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sandbox/server.js").into(),
-        ),
-        local_warm_pool: Some("0".into()),
-        local_max_sandboxes: Some("100000".into()),
         log_format: Some("text".into()),
         admission: RawAdmission {
             max_sandboxes: Some(limits.into()),
             tenant_max_connections: Some(limits.into()),
+            ..Default::default()
+        },
+        identity: RawIdentity {
+            identity: Some("token".into()),
+            identity_token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        local: RawLocal {
+            local_sandbox_server: Some(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sandbox/server.js").into(),
+            ),
+            local_warm_pool: Some("0".into()),
+            local_max_sandboxes: Some("100000".into()),
             ..Default::default()
         },
         ..Default::default()
@@ -108,7 +114,7 @@ async fn proxy(up: SocketAddr, admission: bool) -> Result<Running> {
         host_header: None,
         instance: "instant".into(),
     };
-    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg).unwrap());
     let running = start_with(cfg, Arc::new(Instant0(ep)), identity).await?;
     if running.admission.is_some() != admission {
         bail!("admission should be {admission}");

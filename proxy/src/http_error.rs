@@ -16,13 +16,10 @@ impl HttpError for BackendError {
     /// sandbox 404; any other failure of the sandbox or its platform is a bad gateway (502).
     fn status(&self) -> StatusCode {
         match self {
-            BackendError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ if self.is_capacity() => StatusCode::SERVICE_UNAVAILABLE,
             BackendError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             BackendError::NotFound(_) => StatusCode::NOT_FOUND,
-            BackendError::Failed(_)
-            | BackendError::Timeout(_)
-            | BackendError::Kube { .. }
-            | BackendError::Io { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -32,7 +29,7 @@ impl HttpError for SessionError {
     /// wait ran out, the proxy is stopping) 502.
     fn status(&self) -> StatusCode {
         match self {
-            SessionError::Ensure(BackendError::Capacity(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Ensure(e) if e.is_capacity() => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::Ensure(_) | SessionError::WaitTimeout(_) | SessionError::ShuttingDown => {
                 StatusCode::BAD_GATEWAY
             }
@@ -113,5 +110,25 @@ mod tests {
         );
         assert_eq!(io.status(), StatusCode::BAD_GATEWAY);
         assert!(io.to_string().starts_with("cannot start node: "));
+        // A platform's gRPC status keeps its code: no free workers is capacity, the rest a bad gateway.
+        let exhausted = BackendError::grpc(
+            "substrate GetActor pw-a",
+            tonic::Status::resource_exhausted("no free workers"),
+        );
+        assert_eq!(exhausted.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            SessionError::Ensure(exhausted.clone()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            exhausted.to_string(),
+            "substrate GetActor pw-a: ResourceExhausted: no free workers"
+        );
+        let denied = BackendError::grpc(
+            "substrate GetActor pw-a",
+            tonic::Status::permission_denied("no"),
+        );
+        assert_eq!(denied.status(), StatusCode::BAD_GATEWAY);
+        assert!(std::error::Error::source(&denied).is_some());
     }
 }

@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         listen = %cfg.listen_addr,
         admin = %cfg.metrics_addr,
         idle_ttl = ?cfg.idle_ttl,
-        identity = ?cfg.identity.sources,
+        identity = ?cfg.identity.kinds(),
         "starting"
     );
     let running = match server::start(cfg).await {

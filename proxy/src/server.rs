@@ -46,6 +46,8 @@ pub enum StartError {
     /// `backend_for` was given no client for a backend that keeps its sandboxes in Kubernetes.
     #[error("BACKEND: the {0} backend needs a Kubernetes client")]
     NoKube(&'static str),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::NoKubeClient),
     #[error("LEADER_ELECTION: the {0} backend cannot share sandboxes between replicas")]
     NotShareable(&'static str),
     #[error("LEADER_ELECTION: {0}")]
@@ -109,7 +111,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         None
     };
     let backend = backend_for(&cfg, kube.clone())?;
-    let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube.clone()));
+    let identity: Arc<dyn Identity> = Arc::new(Chain::with_kube(&cfg, kube.clone())?);
     start_parts(cfg, backend, identity, kube).await
 }
 

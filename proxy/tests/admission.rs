@@ -12,7 +12,7 @@ use std::time::Duration;
 use admission_support::{Refusal, assert_fair, burst, close, echo, open_fds, wait_until, ws_open};
 use futures::{SinkExt, StreamExt};
 use sandcanary_proxy::config::admission::RawAdmission;
-use sandcanary_proxy::config::{Config, RawConfig};
+use sandcanary_proxy::config::{Config, RawConfig, RawIdentity};
 use sandcanary_proxy::identity::{Chain, Identity};
 use sandcanary_proxy::server::{Running, start_with};
 use support::{Call, FakeBackend, connect_from, endpoint};
@@ -46,14 +46,17 @@ async fn ws_echo() -> SocketAddr {
 /// Token identity from every source address: the tenant is the address, the id is the header.
 fn raw(max: &str, queue: &str, timeout: &str, per_tenant: &str) -> RawConfig {
     RawConfig {
-        identity: Some("token".into()),
-        identity_static: None,
-        identity_token: Some(support::IDENTITY_TOKEN.into()),
         admission: RawAdmission {
             max_sandboxes: Some(max.into()),
             admission_queue_length: Some(queue.into()),
             admission_timeout: Some(timeout.into()),
             tenant_max_connections: Some(per_tenant.into()),
+        },
+        identity: RawIdentity {
+            identity: Some("token".into()),
+            identity_static: None,
+            identity_token: Some(support::IDENTITY_TOKEN.into()),
+            ..support::raw_config().identity
         },
         ..support::raw_config()
     }
@@ -62,7 +65,7 @@ fn raw(max: &str, queue: &str, timeout: &str, per_tenant: &str) -> RawConfig {
 async fn proxy(backend: Arc<FakeBackend>, raw: RawConfig) -> Running {
     support::init_tracing();
     let cfg = support::config(raw);
-    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg).unwrap());
     start_with(cfg, backend, identity).await.unwrap()
 }
 

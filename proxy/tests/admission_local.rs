@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use admission_support::{assert_fair, burst, open_fds, wait_until};
 use sandcanary_proxy::backend::local::process_tree;
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawIdentity, RawLocal};
 use sandcanary_proxy::server;
 
 /// Live (not zombie) descendants of this test process.
@@ -32,19 +32,25 @@ async fn three_tenants_on_two_chromium_sandboxes_are_served_in_turn_and_nothing_
     support::init_tracing();
     let tmp = format!("/tmp/sc-adm-{}", std::process::id());
     let p = server::start(support::config(RawConfig {
-        identity: Some("token".into()),
-        identity_static: None,
-        identity_token: Some(support::IDENTITY_TOKEN.into()),
-        local_warm_pool: Some("1".into()),
-        local_max_sandboxes: Some("3".into()),
-        local_tmp_dir: Some(tmp.clone()),
-        local_start_timeout: Some("120s".into()),
         ensure_timeout: Some("150s".into()),
         idle_ttl: Some("1s".into()),
         idle_check_interval: Some("200ms".into()),
         admission: sandcanary_proxy::config::admission::RawAdmission {
             admission_timeout: Some("240s".into()),
             ..Default::default()
+        },
+        identity: RawIdentity {
+            identity: Some("token".into()),
+            identity_static: None,
+            identity_token: Some(support::IDENTITY_TOKEN.into()),
+            ..support::raw_config().identity
+        },
+        local: RawLocal {
+            local_warm_pool: Some("1".into()),
+            local_max_sandboxes: Some("3".into()),
+            local_tmp_dir: Some(tmp.clone()),
+            local_start_timeout: Some("120s".into()),
+            ..support::raw_config().local
         },
         ..support::raw_config()
     }))

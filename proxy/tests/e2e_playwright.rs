@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sandcanary_proxy::backend::local::process_tree;
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawIdentity, RawLocal};
 use sandcanary_proxy::server::{Running, start};
 use support::{NodeResult, run_node};
 
@@ -20,9 +20,12 @@ async fn start_proxy(raw: RawConfig) -> Running {
     let n = PROXIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = std::env::temp_dir().join(format!("sandcanary-e2e-{}-{n}", std::process::id()));
     start(support::config(RawConfig {
-        local_tmp_dir: Some(tmp.to_string_lossy().into()),
-        local_start_timeout: Some("120s".into()),
         ensure_timeout: Some("150s".into()),
+        local: RawLocal {
+            local_tmp_dir: Some(tmp.to_string_lossy().into()),
+            local_start_timeout: Some("120s".into()),
+            ..raw.local
+        },
         ..raw
     }))
     .await
@@ -49,8 +52,11 @@ fn instances(p: &Running) -> HashMap<String, String> {
 async fn eight_pods_get_their_own_sticky_sandboxes() {
     let fixture = support::fixture_server().await;
     let p = start_proxy(RawConfig {
-        local_warm_pool: Some("2".into()),
-        local_max_sandboxes: Some("10".into()),
+        local: RawLocal {
+            local_warm_pool: Some("2".into()),
+            local_max_sandboxes: Some("10".into()),
+            ..support::raw_config().local
+        },
         ..support::raw_config()
     })
     .await;
@@ -124,10 +130,16 @@ async fn eight_pods_get_their_own_sticky_sandboxes() {
 async fn token_identity_lets_one_address_name_several_sandboxes() {
     let fixture = support::fixture_server().await;
     let p = start_proxy(RawConfig {
-        identity: Some("token".into()),
-        identity_static: None,
-        identity_token: Some(support::IDENTITY_TOKEN.into()),
-        local_warm_pool: Some("1".into()),
+        identity: RawIdentity {
+            identity: Some("token".into()),
+            identity_static: None,
+            identity_token: Some(support::IDENTITY_TOKEN.into()),
+            ..support::raw_config().identity
+        },
+        local: RawLocal {
+            local_warm_pool: Some("1".into()),
+            ..support::raw_config().local
+        },
         ..support::raw_config()
     })
     .await;
@@ -170,8 +182,11 @@ async fn token_identity_lets_one_address_name_several_sandboxes() {
 async fn an_mcp_client_and_a_websocket_client_share_the_pool() {
     let fixture = support::fixture_server().await;
     let p = start_proxy(RawConfig {
-        local_mcp: Some("true".into()),
-        local_warm_pool: Some("2".into()),
+        local: RawLocal {
+            local_mcp: Some("true".into()),
+            local_warm_pool: Some("2".into()),
+            ..support::raw_config().local
+        },
         ..support::raw_config()
     })
     .await;

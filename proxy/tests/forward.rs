@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::RngCore;
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawIdentity};
 use sandcanary_proxy::identity::{Chain, Identity};
 use sandcanary_proxy::server::{Running, start_with};
 use sha2::{Digest, Sha256};
@@ -234,7 +234,7 @@ async fn raw_ws_upstream(received: Arc<Mutex<Vec<u8>>>) -> SocketAddr {
 async fn proxy(backend: Arc<FakeBackend>, raw: RawConfig) -> Running {
     support::init_tracing();
     let cfg = support::config(raw);
-    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg).unwrap());
     start_with(cfg, backend, identity).await.unwrap()
 }
 
@@ -338,9 +338,12 @@ async fn token_identity_names_the_id_and_credentials_never_reach_the_sandbox() {
     let p = proxy(
         b.clone(),
         RawConfig {
-            identity: Some("token".into()),
-            identity_static: None,
-            identity_token: Some(support::IDENTITY_TOKEN.into()),
+            identity: RawIdentity {
+                identity: Some("token".into()),
+                identity_static: None,
+                identity_token: Some(support::IDENTITY_TOKEN.into()),
+                ..support::raw_config().identity
+            },
             ..support::raw_config()
         },
     )

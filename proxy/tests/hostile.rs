@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sandcanary_proxy::config::{Config, RawConfig};
+use sandcanary_proxy::config::{Config, RawConfig, RawIdentity};
 use sandcanary_proxy::identity::{Chain, Identity};
 use sandcanary_proxy::server::{Running, start_with};
 use support::{FakeBackend, connect_from, endpoint};
@@ -17,14 +17,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn proxy(backend: Arc<FakeBackend>, raw: RawConfig) -> Running {
     support::init_tracing();
     let cfg = support::config(raw);
-    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg));
+    let identity: Arc<dyn Identity> = Arc::new(Chain::from_config(&cfg).unwrap());
     start_with(cfg, backend, identity).await.unwrap()
 }
 
 fn token_mode() -> RawConfig {
     RawConfig {
-        identity: Some("token,static".into()),
-        identity_token: Some(support::IDENTITY_TOKEN.into()),
+        identity: RawIdentity {
+            identity: Some("token,static".into()),
+            identity_token: Some(support::IDENTITY_TOKEN.into()),
+            ..support::raw_config().identity
+        },
         ..support::raw_config()
     }
 }
@@ -260,7 +263,10 @@ async fn the_session_api_refuses_dot_ids_and_repeated_authorization() {
 fn dot_ids_in_the_static_map_stop_the_proxy_naming_the_variable() {
     for id in [".", ".."] {
         let e = Config::from_raw(RawConfig {
-            identity_static: Some(format!("127.0.0.2={id}")),
+            identity: RawIdentity {
+                identity_static: Some(format!("127.0.0.2={id}")),
+                ..support::raw_config().identity
+            },
             ..support::raw_config()
         })
         .unwrap_err()

@@ -16,8 +16,8 @@ use admission_support::{assert_fair, burst, wait_until};
 use futures::{SinkExt, StreamExt};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use sandcanary_proxy::backend::sandbox_claim::api_resource;
-use sandcanary_proxy::config::RawConfig;
 use sandcanary_proxy::config::admission::RawAdmission;
+use sandcanary_proxy::config::{RawConfig, RawIdentity, RawSandboxClaim};
 use sandcanary_proxy::server;
 use serde_json::json;
 
@@ -101,16 +101,22 @@ async fn sandboxclaim_three_tenants_capacity_two_are_served_in_turn() {
         metrics_addr: Some("127.0.0.1:0".into()),
         backend: Some("sandboxclaim".into()),
         pod_namespace: Some(ns.clone()),
-        warmpool_name: Some("playwright".into()),
         sandbox_port: Some(port.to_string()),
-        identity: Some("token".into()),
-        identity_token: Some(support::IDENTITY_TOKEN.into()),
         idle_ttl: Some("500ms".into()),
         idle_check_interval: Some("100ms".into()),
         log_format: Some("text".into()),
         admission: RawAdmission {
             max_sandboxes: Some("2".into()),
             admission_timeout: Some("60s".into()),
+            ..Default::default()
+        },
+        sandbox_claim: RawSandboxClaim {
+            warmpool_name: Some("playwright".into()),
+            ..Default::default()
+        },
+        identity: RawIdentity {
+            identity: Some("token".into()),
+            identity_token: Some(support::IDENTITY_TOKEN.into()),
             ..Default::default()
         },
         ..Default::default()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use sandcanary_proxy::backend::sandbox_claim::api_resource;
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawSandboxClaim};
 use sandcanary_proxy::server;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -214,11 +214,14 @@ async fn playwright_clients_from_three_pods_get_three_sticky_sandboxes() {
         metrics_addr: Some("127.0.0.1:0".into()),
         backend: Some("sandboxclaim".into()),
         pod_namespace: Some(ns.clone()),
-        warmpool_name: Some("playwright".into()),
         sandbox_port: Some(port.to_string()),
         ensure_timeout: Some("90s".into()),
         session_api_token: Some(support::SESSION_TOKEN.into()),
         log_format: Some("text".into()),
+        sandbox_claim: RawSandboxClaim {
+            warmpool_name: Some("playwright".into()),
+            ..Default::default()
+        },
         ..Default::default()
     }))
     .await
@@ -331,10 +334,13 @@ async fn playwright_clients_from_three_pods_get_three_sticky_sandboxes() {
         metrics_addr: Some("127.0.0.1:0".into()),
         backend: Some("sandboxclaim".into()),
         pod_namespace: Some(ns.clone()),
-        warmpool_name: Some("playwright".into()),
         sandbox_port: Some(port.to_string()),
         ensure_timeout: Some("4s".into()),
         log_format: Some("text".into()),
+        sandbox_claim: RawSandboxClaim {
+            warmpool_name: Some("playwright".into()),
+            ..Default::default()
+        },
         ..Default::default()
     }))
     .await

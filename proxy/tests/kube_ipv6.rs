@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawIdentity};
 use sandcanary_proxy::identity::Chain;
 use sandcanary_proxy::server;
 use serde_json::json;
@@ -76,12 +76,15 @@ async fn a_dual_stack_pod_is_identified_over_ipv6_and_ipv4() {
     let cfg = support::config(RawConfig {
         // The IPv6 wildcard, which `:port` (the default `:9000`) also means: both families.
         listen_addr: Some("[::]:0".into()),
-        identity: Some("pods".into()),
-        identity_static: None,
         pod_namespace: Some(ns.clone()),
+        identity: RawIdentity {
+            identity: Some("pods".into()),
+            identity_static: None,
+            ..support::raw_config().identity
+        },
         ..support::raw_config()
     });
-    let identity = Arc::new(Chain::with_kube(&cfg, Some(client.clone())));
+    let identity = Arc::new(Chain::with_kube(&cfg, Some(client.clone())).unwrap());
     let running = server::start_with(cfg, backend.clone(), identity)
         .await
         .expect("proxy starts");

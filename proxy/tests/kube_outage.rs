@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use sandcanary_proxy::backend::sandbox_claim::{SandboxClaimSettings, api_resource, manifest};
-use sandcanary_proxy::config::RawConfig;
+use sandcanary_proxy::config::{RawConfig, RawIdentity, RawSandboxClaim};
 use sandcanary_proxy::server;
 use serde_json::json;
 
@@ -94,10 +94,16 @@ async fn the_proxy_rides_out_an_api_server_restart() {
         metrics_addr: Some("127.0.0.1:0".into()),
         backend: Some("sandboxclaim".into()),
         pod_namespace: Some(ns.clone()),
-        warmpool_name: Some("playwright".into()),
         sandbox_port: Some(sandbox.port().to_string()),
-        identity_lookup_timeout: Some("1s".into()),
         log_format: Some("text".into()),
+        sandbox_claim: RawSandboxClaim {
+            warmpool_name: Some("playwright".into()),
+            ..Default::default()
+        },
+        identity: RawIdentity {
+            identity_lookup_timeout: Some("1s".into()),
+            ..Default::default()
+        },
         ..Default::default()
     }))
     .await

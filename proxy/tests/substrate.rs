@@ -16,7 +16,7 @@ use sandcanary_proxy::backend::local::{LocalBackend, process_tree};
 use sandcanary_proxy::backend::substrate::proto::actor::Status as ActorStatus;
 use sandcanary_proxy::backend::substrate::{SubstrateBackend, actor_id, host_header};
 use sandcanary_proxy::backend::{Backend, BackendError};
-use sandcanary_proxy::config::{BackendConfig, RawConfig};
+use sandcanary_proxy::config::{BackendConfig, RawConfig, RawIdentity, RawLocal, RawSubstrate};
 use substrate_support::{FakeSubstrate, Rpc, TEMPLATE_NAME, TEMPLATE_NS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -24,16 +24,22 @@ use tonic::Code;
 fn raw(fake: &FakeSubstrate) -> RawConfig {
     RawConfig {
         backend: Some("substrate".into()),
-        identity: Some("static".into()),
-        substrate_api_endpoint: Some(fake.api_addr.to_string()),
-        substrate_router_addr: Some(fake.router_addr.to_string()),
-        substrate_actor_template: Some(format!("{TEMPLATE_NS}/{TEMPLATE_NAME}")),
-        substrate_force_boot: Some("true".into()),
-        substrate_tls: Some("plaintext".into()),
-        substrate_call_timeout: Some("2s".into()),
-        substrate_poll_interval: Some("20ms".into()),
-        substrate_running_timeout: Some("3s".into()),
-        substrate_probe_timeout: Some("2s".into()),
+        identity: RawIdentity {
+            identity: Some("static".into()),
+            ..support::raw_config().identity
+        },
+        substrate: RawSubstrate {
+            substrate_api_endpoint: Some(fake.api_addr.to_string()),
+            substrate_router_addr: Some(fake.router_addr.to_string()),
+            substrate_actor_template: Some(format!("{TEMPLATE_NS}/{TEMPLATE_NAME}")),
+            substrate_force_boot: Some("true".into()),
+            substrate_tls: Some("plaintext".into()),
+            substrate_call_timeout: Some("2s".into()),
+            substrate_poll_interval: Some("20ms".into()),
+            substrate_running_timeout: Some("3s".into()),
+            substrate_probe_timeout: Some("2s".into()),
+            ..support::raw_config().substrate
+        },
         ..support::raw_config()
     }
 }
@@ -44,6 +50,16 @@ fn backend(raw: RawConfig) -> SubstrateBackend {
         BackendConfig::Substrate(s) => SubstrateBackend::new(s),
         other => panic!("not substrate settings: {other:?}"),
     }
+}
+
+/// The gRPC code a backend error keeps, if it is a gRPC failure (and that the status is its source).
+fn grpc_code(e: &BackendError) -> Option<Code> {
+    assert_eq!(
+        e.grpc_status().is_some(),
+        std::error::Error::source(e).is_some(),
+        "a gRPC failure keeps its status as the source: {e:?}"
+    );
+    e.grpc_status().map(tonic::Status::code)
 }
 
 fn count(rpcs: &[Rpc], name: &str) -> usize {
@@ -139,7 +155,10 @@ async fn ensure_creates_resumes_polls_probes_and_routes_by_host() {
 async fn create_races_resume_races_and_unmappable_ids() {
     let fake = FakeSubstrate::start(None, None).await;
     let b = backend(RawConfig {
-        substrate_force_boot: Some("false".into()),
+        substrate: RawSubstrate {
+            substrate_force_boot: Some("false".into()),
+            ..raw(&fake).substrate
+        },
         ..raw(&fake)
     });
     // Someone else created the actor between our GetActor and CreateActor: AlreadyExists => GetActor.
@@ -186,7 +205,10 @@ async fn create_races_resume_races_and_unmappable_ids() {
 async fn aborted_and_unavailable_are_retried_a_bounded_number_of_times() {
     let fake = FakeSubstrate::start(None, None).await;
     let b = backend(RawConfig {
-        substrate_max_attempts: Some("3".into()),
+        substrate: RawSubstrate {
+            substrate_max_attempts: Some("3".into()),
+            ..raw(&fake).substrate
+        },
         ..raw(&fake)
     });
     fake.script(|s| {
@@ -207,9 +229,11 @@ async fn aborted_and_unavailable_are_retried_a_bounded_number_of_times() {
     });
     let started = Instant::now();
     match b.ensure("b").await {
-        Err(BackendError::Failed(m)) => {
+        Err(e @ BackendError::Grpc { .. }) => {
+            let m = e.to_string();
             assert!(m.contains("CreateActor pw-b: Aborted"), "{m}");
             assert!(m.contains("gave up after 3 attempts"), "{m}");
+            assert_eq!(grpc_code(&e), Some(Code::Aborted), "the status is kept");
         }
         other => panic!("expected a failure, got {other:?}"),
     }
@@ -223,7 +247,10 @@ async fn aborted_and_unavailable_are_retried_a_bounded_number_of_times() {
         s.fail.insert("GetActor", Code::PermissionDenied);
     });
     match b.ensure("c").await {
-        Err(BackendError::Failed(m)) => assert!(m.contains("PermissionDenied"), "{m}"),
+        Err(e @ BackendError::Grpc { .. }) => {
+            assert_eq!(grpc_code(&e), Some(Code::PermissionDenied));
+            assert!(e.to_string().contains("PermissionDenied"), "{e}");
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
     assert_eq!(fake.rpcs(), [Rpc::Get("pw-c".into())]);
@@ -231,10 +258,13 @@ async fn aborted_and_unavailable_are_retried_a_bounded_number_of_times() {
     fake.script(|s| {
         s.fail.insert("GetActor", Code::ResourceExhausted);
     });
-    assert!(matches!(
-        b.ensure("c").await,
-        Err(BackendError::Capacity(_))
-    ));
+    match b.ensure("c").await {
+        Err(e) => {
+            assert!(e.is_capacity(), "{e:?}");
+            assert_eq!(grpc_code(&e), Some(Code::ResourceExhausted));
+        }
+        Ok(ep) => panic!("expected a capacity error, got {ep:?}"),
+    }
     fake.stop();
 }
 
@@ -242,8 +272,11 @@ async fn aborted_and_unavailable_are_retried_a_bounded_number_of_times() {
 async fn never_running_failed_boot_and_unreachable_workloads_fail_cleanly() {
     let fake = FakeSubstrate::start(None, None).await;
     let b = backend(RawConfig {
-        substrate_running_timeout: Some("500ms".into()),
-        substrate_probe_timeout: Some("300ms".into()),
+        substrate: RawSubstrate {
+            substrate_running_timeout: Some("500ms".into()),
+            substrate_probe_timeout: Some("300ms".into()),
+            ..raw(&fake).substrate
+        },
         ..raw(&fake)
     });
     fake.script(|s| s.never_ready = true);
@@ -355,7 +388,10 @@ async fn a_call_past_its_deadline_is_a_clean_502_through_the_proxy() {
         s.delay.insert("GetActor", Duration::from_secs(5));
     });
     let p = sandcanary_proxy::server::start(support::config(RawConfig {
-        substrate_call_timeout: Some("300ms".into()),
+        substrate: RawSubstrate {
+            substrate_call_timeout: Some("300ms".into()),
+            ..raw(&fake).substrate
+        },
         ..raw(&fake)
     }))
     .await
@@ -444,11 +480,14 @@ async fn tls_with_a_generated_ca_and_the_insecure_modes() {
     let port = fake.api_addr.port();
     let tls = |endpoint: String, mode: &str, ca: Option<&std::path::Path>, name: Option<&str>| {
         backend(RawConfig {
-            substrate_api_endpoint: Some(endpoint),
-            substrate_tls: Some(mode.into()),
-            substrate_ca_file: ca.map(|p| p.to_string_lossy().into_owned()),
-            substrate_tls_server_name: name.map(String::from),
-            substrate_max_attempts: Some("2".into()),
+            substrate: RawSubstrate {
+                substrate_api_endpoint: Some(endpoint),
+                substrate_tls: Some(mode.into()),
+                substrate_ca_file: ca.map(|p| p.to_string_lossy().into_owned()),
+                substrate_tls_server_name: name.map(String::from),
+                substrate_max_attempts: Some("2".into()),
+                ..raw(&fake).substrate
+            },
             ..raw(&fake)
         })
     };
@@ -474,8 +513,9 @@ async fn tls_with_a_generated_ca_and_the_insecure_modes() {
         .ensure("t3")
         .await
     {
-        Err(BackendError::Failed(m)) => {
-            assert!(m.contains("Unavailable"), "{m}");
+        Err(e @ BackendError::Grpc { .. }) => {
+            assert_eq!(grpc_code(&e), Some(Code::Unavailable));
+            let m = e.to_string();
             assert!(m.to_lowercase().contains("certificate"), "{m}");
         }
         other => panic!("expected a TLS failure, got {other:?}"),
@@ -510,13 +550,15 @@ async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_re
         .tempdir_in("/tmp")
         .unwrap();
     let local_cfg = support::config(RawConfig {
-        local_tmp_dir: Some(tmp.path().to_string_lossy().into_owned()),
-        // As in an ateom pod, the workload is not bound to localhost: Playwright only checks Host
-        // headers (against DNS rebinding) on servers bound to a localhost address.
-        local_bind: Some("127.0.0.10".into()),
-        local_warm_pool: Some("0".into()),
-        local_max_sandboxes: Some("2".into()),
-        local_start_timeout: Some("120s".into()),
+        local: RawLocal {
+            local_tmp_dir: Some(tmp.path().to_string_lossy().into_owned()), // As in an ateom pod, the workload is not bound to localhost: Playwright only checks Host
+            // headers (against DNS rebinding) on servers bound to a localhost address.
+            local_bind: Some("127.0.0.10".into()),
+            local_warm_pool: Some("0".into()),
+            local_max_sandboxes: Some("2".into()),
+            local_start_timeout: Some("120s".into()),
+            ..support::raw_config().local
+        },
         ..support::raw_config()
     })
     .backend;
@@ -527,8 +569,11 @@ async fn playwright_reaches_chromium_through_the_gateway_and_survives_suspend_re
     let fake = FakeSubstrate::start(None, Some(workloads.clone())).await;
     let p = sandcanary_proxy::server::start(support::config(RawConfig {
         ensure_timeout: Some("150s".into()),
-        substrate_running_timeout: Some("120s".into()),
-        substrate_probe_timeout: Some("30s".into()),
+        substrate: RawSubstrate {
+            substrate_running_timeout: Some("120s".into()),
+            substrate_probe_timeout: Some("30s".into()),
+            ..raw(&fake).substrate
+        },
         ..raw(&fake)
     }))
     .await

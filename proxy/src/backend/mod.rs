@@ -88,6 +88,14 @@ pub enum BackendError {
         #[source]
         source: Arc<kube::Error>,
     },
+    /// A gRPC call to the sandbox platform (substrate's ate-api) failed: the call, and the status it
+    /// answered. The status code decides the HTTP answer (ResourceExhausted is capacity).
+    #[error("{action}: {:?}: {}", .source.code(), substrate::describe(.source))]
+    Grpc {
+        action: String,
+        #[source]
+        source: Arc<tonic::Status>,
+    },
     /// A local operation (a directory, a socket, a child process) failed.
     #[error("{action}: {source}")]
     Io {
@@ -110,6 +118,29 @@ impl BackendError {
             action: action.into(),
             source: Arc::new(source),
         }
+    }
+
+    pub fn grpc(action: impl Into<String>, source: tonic::Status) -> Self {
+        Self::Grpc {
+            action: action.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The status a gRPC platform answered, for a failed gRPC call.
+    pub fn grpc_status(&self) -> Option<&tonic::Status> {
+        match self {
+            Self::Grpc { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The backend has no room now: the caller may retry later (503), unlike any other failure.
+    pub fn is_capacity(&self) -> bool {
+        matches!(self, Self::Capacity(_))
+            || self
+                .grpc_status()
+                .is_some_and(|s| s.code() == tonic::Code::ResourceExhausted)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::backend::local::LocalSettings;
 
 /// Raw admission settings (flattened into the command line and environment).
 #[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Admission")]
 pub struct RawAdmission {
     /// Most live sandboxes (sessions) at once; a request for a new one beyond it waits in the
     /// admission queue. 0 = no limit (no queue). Default: local backend LOCAL_MAX_SANDBOXES -

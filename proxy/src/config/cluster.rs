@@ -2,11 +2,51 @@
 //! backend's own settings type from its variables and the settings all three share.
 
 use super::values::{list, set};
-use super::{ConfigError, RawConfig, err};
+use super::{ConfigError, err};
 use crate::backend::isola::IsolaSettings;
 use crate::backend::kars::KarsSettings;
 use crate::backend::naming::{valid_dns_label, valid_object_name};
 use crate::backend::sandbox_claim::SandboxClaimSettings;
+
+/// Settings of the sandboxclaim backend, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Sandboxclaim backend")]
+pub struct RawSandboxClaim {
+    /// The SandboxWarmPool every claim references.
+    #[arg(long, env = "WARMPOOL_NAME")]
+    pub warmpool_name: Option<String>,
+    /// Accepted for compatibility with the reference; v1beta1 claims reference
+    /// only the warm pool, so it is not used.
+    #[arg(long, env = "SANDBOX_TEMPLATE_NAME")]
+    pub sandbox_template_name: Option<String>,
+}
+
+/// Settings of the karssandbox backend, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Karssandbox backend")]
+pub struct RawKars {
+    /// The inference reference every sandbox gets.
+    #[arg(long, env = "KARS_INFERENCE_REF")]
+    pub kars_inference_ref: Option<String>,
+    /// The sandbox container image.
+    #[arg(long, env = "KARS_SANDBOX_IMAGE")]
+    pub kars_sandbox_image: Option<String>,
+}
+
+/// Settings of the isola backend, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Isola backend")]
+pub struct RawIsola {
+    /// Namespace of the Sandbox objects (isola's `sandboxNamespace.name`).
+    #[arg(long, env = "ISOLA_NAMESPACE")]
+    pub isola_namespace: Option<String>,
+    /// The sandbox container image.
+    #[arg(long, env = "ISOLA_SANDBOX_IMAGE")]
+    pub isola_sandbox_image: Option<String>,
+    /// Comma-separated CIDRs the sandboxes may reach besides the internet.
+    #[arg(long, env = "ISOLA_ALLOWED_EGRESS_CIDRS")]
+    pub isola_allowed_egress_cidrs: Option<String>,
+}
 
 /// What every cluster backend takes from the general settings.
 pub(super) struct Common {
@@ -18,7 +58,7 @@ pub(super) struct Common {
 }
 
 pub(super) fn sandbox_claim(
-    raw: &RawConfig,
+    raw: &RawSandboxClaim,
     c: Common,
 ) -> Result<SandboxClaimSettings, ConfigError> {
     let Some(pool) = set(&raw.warmpool_name) else {
@@ -43,7 +83,7 @@ pub(super) fn sandbox_claim(
     })
 }
 
-pub(super) fn kars(raw: &RawConfig, c: Common) -> Result<KarsSettings, ConfigError> {
+pub(super) fn kars(raw: &RawKars, c: Common) -> Result<KarsSettings, ConfigError> {
     let Some(inference_ref) = set(&raw.kars_inference_ref) else {
         return Err(err(
             "KARS_INFERENCE_REF",
@@ -65,7 +105,7 @@ pub(super) fn kars(raw: &RawConfig, c: Common) -> Result<KarsSettings, ConfigErr
     })
 }
 
-pub(super) fn isola(raw: &RawConfig, c: Common) -> Result<IsolaSettings, ConfigError> {
+pub(super) fn isola(raw: &RawIsola, c: Common) -> Result<IsolaSettings, ConfigError> {
     let Some(image) = set(&raw.isola_sandbox_image) else {
         return Err(err(
             "ISOLA_SANDBOX_IMAGE",
@@ -96,13 +136,24 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::{cluster, fails};
-    use super::super::{BackendConfig, Config, IdentitySource, RawConfig};
+    use super::super::{BackendConfig, Config, IdentitySource, RawConfig, RawIdentity};
+    use super::{RawIsola, RawKars, RawSandboxClaim};
 
     #[test]
     fn sandboxclaim_defaults_to_pod_identity_and_needs_a_warm_pool() {
         let c = Config::from_raw(cluster()).unwrap();
-        assert_eq!(c.identity.sources, vec![IdentitySource::Pods]);
-        assert_eq!(c.identity.lookup_timeout, Duration::from_secs(2));
+        match &c.identity.sources[..] {
+            [
+                IdentitySource::Pods {
+                    namespace,
+                    lookup_timeout,
+                },
+            ] => {
+                assert_eq!(namespace, "proxy");
+                assert_eq!(*lookup_timeout, Duration::from_secs(2));
+            }
+            other => panic!("expected the pods source alone, got {other:?}"),
+        }
         let BackendConfig::SandboxClaim(claim) = c.backend else {
             panic!("not sandboxclaim")
         };
@@ -110,7 +161,10 @@ mod tests {
         assert_eq!(claim.namespace, "proxy");
         fails(
             RawConfig {
-                warmpool_name: None,
+                sandbox_claim: RawSandboxClaim {
+                    warmpool_name: None,
+                    ..cluster().sandbox_claim
+                },
                 ..cluster()
             },
             "WARMPOOL_NAME",
@@ -118,7 +172,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                warmpool_name: Some("Not_A_Name".into()),
+                sandbox_claim: RawSandboxClaim {
+                    warmpool_name: Some("Not_A_Name".into()),
+                    ..cluster().sandbox_claim
+                },
                 ..cluster()
             },
             "WARMPOOL_NAME",
@@ -127,8 +184,11 @@ mod tests {
         fails(
             RawConfig {
                 pod_namespace: None,
-                identity: Some("static".into()),
-                identity_static: Some("127.0.0.2=alice".into()),
+                identity: RawIdentity {
+                    identity: Some("static".into()),
+                    identity_static: Some("127.0.0.2=alice".into()),
+                    ..cluster().identity
+                },
                 ..cluster()
             },
             "POD_NAMESPACE",
@@ -140,8 +200,10 @@ mod tests {
     fn kars_needs_an_inference_ref_and_an_image() {
         let kars = || RawConfig {
             backend: Some("karssandbox".into()),
-            kars_inference_ref: Some("gpt".into()),
-            kars_sandbox_image: Some("img:1".into()),
+            kars: RawKars {
+                kars_inference_ref: Some("gpt".into()),
+                kars_sandbox_image: Some("img:1".into()),
+            },
             ..cluster()
         };
         let BackendConfig::KarsSandbox(k) = Config::from_raw(kars()).unwrap().backend else {
@@ -153,7 +215,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                kars_inference_ref: None,
+                kars: RawKars {
+                    kars_inference_ref: None,
+                    ..kars().kars
+                },
                 ..kars()
             },
             "KARS_INFERENCE_REF",
@@ -161,7 +226,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                kars_sandbox_image: None,
+                kars: RawKars {
+                    kars_sandbox_image: None,
+                    ..kars().kars
+                },
                 ..kars()
             },
             "KARS_SANDBOX_IMAGE",
@@ -173,11 +241,17 @@ mod tests {
     fn isola_needs_an_image_and_splits_cidrs() {
         let isola = || RawConfig {
             backend: Some("isola".into()),
-            isola_sandbox_image: Some("img:1".into()),
+            isola: RawIsola {
+                isola_sandbox_image: Some("img:1".into()),
+                ..cluster().isola
+            },
             ..cluster()
         };
         let c = Config::from_raw(RawConfig {
-            isola_allowed_egress_cidrs: Some(" 10.244.0.0/16, ,10.96.0.0/12 ".into()),
+            isola: RawIsola {
+                isola_allowed_egress_cidrs: Some(" 10.244.0.0/16, ,10.96.0.0/12 ".into()),
+                ..isola().isola
+            },
             ..isola()
         })
         .unwrap();
@@ -191,7 +265,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                isola_sandbox_image: None,
+                isola: RawIsola {
+                    isola_sandbox_image: None,
+                    ..isola().isola
+                },
                 ..isola()
             },
             "ISOLA_SANDBOX_IMAGE",
@@ -199,7 +276,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                isola_namespace: Some("Bad_NS".into()),
+                isola: RawIsola {
+                    isola_namespace: Some("Bad_NS".into()),
+                    ..isola().isola
+                },
                 ..isola()
             },
             "ISOLA_NAMESPACE",

@@ -10,29 +10,85 @@ use secrecy::{ExposeSecret, SecretString};
 use super::values::{positive_dur, secret, set};
 use super::{BackendKind, ConfigError, RawConfig, err};
 
-/// One identity source.
+/// IDENTITY and the settings of the identity sources, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Identity")]
+pub struct RawIdentity {
+    /// Identity sources, comma-separated and tried in order: static, token, pods.
+    #[arg(long, env = "IDENTITY")]
+    pub identity: Option<String>,
+    /// File of `<ip> <id>` lines for the static identity source.
+    #[arg(long, env = "IDENTITY_STATIC_FILE")]
+    pub identity_static_file: Option<String>,
+    /// Inline static identities: `ip=id,ip=id`.
+    #[arg(long, env = "IDENTITY_STATIC")]
+    pub identity_static: Option<String>,
+    /// Bearer token that lets a trusted caller name its id in a header (token identity).
+    #[arg(long, env = "IDENTITY_TOKEN", hide_env_values = true)]
+    pub identity_token: Option<String>,
+    /// File holding the identity bearer token.
+    #[arg(long, env = "IDENTITY_TOKEN_FILE")]
+    pub identity_token_file: Option<String>,
+    /// Header in which a token-authenticated caller names its id.
+    #[arg(long, env = "IDENTITY_ID_HEADER")]
+    pub identity_id_header: Option<String>,
+    /// Budget of the API fallback lookup for a caller the pod cache does not know yet (informer lag);
+    /// after it the caller gets 403.
+    #[arg(long, env = "IDENTITY_LOOKUP_TIMEOUT")]
+    pub identity_lookup_timeout: Option<String>,
+}
+
+/// Which identity source: what IDENTITY lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
+pub enum IdentityKind {
     Static,
     Token,
     Pods,
 }
 
-/// Validated identity settings: only what the listed sources use is required.
+/// One identity source with the settings it needs, so that a source cannot exist without them.
+#[derive(Debug, Clone)]
+pub enum IdentitySource {
+    /// Fixed address-to-id pairs (IDENTITY_STATIC, IDENTITY_STATIC_FILE).
+    Static(Vec<(IpAddr, String)>),
+    /// A trusted caller presents `token` and names its id in `id_header`.
+    Token {
+        token: SecretString,
+        id_header: http::HeaderName,
+    },
+    /// The label of the pod behind the source address, pods watched in `namespace`;
+    /// `lookup_timeout` bounds the API fallback for a pod the cache does not know yet.
+    Pods {
+        namespace: String,
+        lookup_timeout: Duration,
+    },
+}
+
+impl IdentitySource {
+    pub fn kind(&self) -> IdentityKind {
+        match self {
+            Self::Static(_) => IdentityKind::Static,
+            Self::Token { .. } => IdentityKind::Token,
+            Self::Pods { .. } => IdentityKind::Pods,
+        }
+    }
+}
+
+/// Validated identity settings: the sources IDENTITY lists, in order, each with its settings.
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
     /// Tried in this order; the first that knows the caller wins.
     pub sources: Vec<IdentitySource>,
-    pub static_identities: Vec<(IpAddr, String)>,
-    pub token: Option<SecretString>,
-    pub id_header: http::HeaderName,
-    /// Budget of the pod identity's API fallback lookup.
-    pub lookup_timeout: Duration,
 }
 
 impl IdentityConfig {
-    pub fn uses(&self, source: IdentitySource) -> bool {
-        self.sources.contains(&source)
+    pub fn uses(&self, kind: IdentityKind) -> bool {
+        self.sources.iter().any(|s| s.kind() == kind)
+    }
+
+    /// The kinds of the sources, in order (for logs: no settings, no secrets).
+    pub fn kinds(&self) -> Vec<IdentityKind> {
+        self.sources.iter().map(IdentitySource::kind).collect()
     }
 }
 
@@ -56,20 +112,20 @@ pub(super) fn label_key(raw: &RawConfig) -> Result<String, ConfigError> {
 /// IDENTITY and the settings of the sources it lists. The default is `static` for the local backend
 /// and `pods` for the others.
 pub(super) fn settings(
-    raw: &RawConfig,
+    raw: &RawIdentity,
     backend: BackendKind,
     pod_namespace: Option<&str>,
 ) -> Result<IdentityConfig, ConfigError> {
-    let sources = match set(&raw.identity) {
-        None if backend == BackendKind::Local => vec![IdentitySource::Static],
-        None => vec![IdentitySource::Pods],
+    let kinds = match set(&raw.identity) {
+        None if backend == BackendKind::Local => vec![IdentityKind::Static],
+        None => vec![IdentityKind::Pods],
         Some(list) => {
             let mut out = Vec::new();
             for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let src = match item {
-                    "static" => IdentitySource::Static,
-                    "token" => IdentitySource::Token,
-                    "pods" => IdentitySource::Pods,
+                    "static" => IdentityKind::Static,
+                    "token" => IdentityKind::Token,
+                    "pods" => IdentityKind::Pods,
                     v => {
                         return Err(err(
                             "IDENTITY",
@@ -118,31 +174,12 @@ pub(super) fn settings(
         &raw.identity_lookup_timeout,
         "2s",
     )?;
-    if sources.contains(&IdentitySource::Pods) && pod_namespace.is_none() {
-        return Err(err(
-            "POD_NAMESPACE",
-            "POD_NAMESPACE is required (set via downward API)",
-        ));
-    }
-    if sources.contains(&IdentitySource::Static) && static_identities.is_empty() {
-        return Err(err(
-            "IDENTITY_STATIC_FILE",
-            "the static identity source needs IDENTITY_STATIC_FILE or IDENTITY_STATIC (ip=id pairs)",
-        ));
-    }
-
     let token = secret(
         "IDENTITY_TOKEN",
         "IDENTITY_TOKEN_FILE",
         &raw.identity_token,
         &raw.identity_token_file,
     )?;
-    if sources.contains(&IdentitySource::Token) && token.is_none() {
-        return Err(err(
-            "IDENTITY_TOKEN",
-            "the token identity source needs IDENTITY_TOKEN or IDENTITY_TOKEN_FILE",
-        ));
-    }
     if let Some(t) = &token
         && t.expose_secret().len() < 16
     {
@@ -155,13 +192,43 @@ pub(super) fn settings(
             format!("{header:?} is not a valid header name"),
         )
     })?;
-    Ok(IdentityConfig {
-        sources,
-        static_identities,
-        token,
-        id_header,
-        lookup_timeout,
-    })
+
+    // Each listed source takes its settings, or names the variable that is missing.
+    let sources = kinds
+        .into_iter()
+        .map(|kind| {
+            Ok(match kind {
+                IdentityKind::Static if static_identities.is_empty() => {
+                    return Err(err(
+                        "IDENTITY_STATIC_FILE",
+                        "the static identity source needs IDENTITY_STATIC_FILE or IDENTITY_STATIC (ip=id pairs)",
+                    ));
+                }
+                IdentityKind::Static => IdentitySource::Static(static_identities.clone()),
+                IdentityKind::Token => IdentitySource::Token {
+                    token: token.clone().ok_or_else(|| {
+                        err(
+                            "IDENTITY_TOKEN",
+                            "the token identity source needs IDENTITY_TOKEN or IDENTITY_TOKEN_FILE",
+                        )
+                    })?,
+                    id_header: id_header.clone(),
+                },
+                IdentityKind::Pods => IdentitySource::Pods {
+                    namespace: pod_namespace
+                        .ok_or_else(|| {
+                            err(
+                                "POD_NAMESPACE",
+                                "POD_NAMESPACE is required (set via downward API)",
+                            )
+                        })?
+                        .to_string(),
+                    lookup_timeout,
+                },
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(IdentityConfig { sources })
 }
 
 /// One `<ip> <id>` or `<ip>=<id>` entry; `#` starts a comment.
@@ -244,7 +311,10 @@ mod tests {
     fn each_identity_rule_names_its_variable() {
         fails(
             RawConfig {
-                identity: Some("static,ldap".into()),
+                identity: RawIdentity {
+                    identity: Some("static,ldap".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY",
@@ -252,7 +322,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity: Some("token".into()),
+                identity: RawIdentity {
+                    identity: Some("token".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_TOKEN",
@@ -260,8 +333,11 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity: Some("token".into()),
-                identity_token: Some("short".into()),
+                identity: RawIdentity {
+                    identity: Some("token".into()),
+                    identity_token: Some("short".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_TOKEN",
@@ -269,7 +345,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity_static: Some("127.0.0.2=al ice!".into()),
+                identity: RawIdentity {
+                    identity_static: Some("127.0.0.2=al ice!".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_STATIC",
@@ -277,7 +356,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity_static: Some("notanip=alice".into()),
+                identity: RawIdentity {
+                    identity_static: Some("notanip=alice".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_STATIC",
@@ -285,7 +367,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity_static: Some("127.0.0.2=a,127.0.0.2=b".into()),
+                identity: RawIdentity {
+                    identity_static: Some("127.0.0.2=a,127.0.0.2=b".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_STATIC",
@@ -293,7 +378,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity_static: None,
+                identity: RawIdentity {
+                    identity_static: None,
+                    ..base().identity
+                },
                 ..base()
             },
             "IDENTITY_STATIC_FILE",
@@ -301,7 +389,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                identity_lookup_timeout: Some("0s".into()),
+                identity: RawIdentity {
+                    identity_lookup_timeout: Some("0s".into()),
+                    ..super::super::tests::cluster().identity
+                },
                 ..super::super::tests::cluster()
             },
             "IDENTITY_LOOKUP_TIMEOUT",
@@ -313,15 +404,21 @@ mod tests {
     fn pod_identity_needs_a_namespace_even_with_the_local_backend() {
         fails(
             RawConfig {
-                identity: Some("pods".into()),
+                identity: RawIdentity {
+                    identity: Some("pods".into()),
+                    ..base().identity
+                },
                 ..base()
             },
             "POD_NAMESPACE",
             "POD_NAMESPACE is required",
         );
         let c = Config::from_raw(RawConfig {
-            identity: Some("static,pods".into()),
             pod_namespace: Some("proxy".into()),
+            identity: RawIdentity {
+                identity: Some("static,pods".into()),
+                ..base().identity
+            },
             ..base()
         })
         .unwrap();
@@ -332,8 +429,11 @@ mod tests {
     #[test]
     fn secrets_stay_out_of_debug_output() {
         let c = Config::from_raw(RawConfig {
-            identity: Some("static,token".into()),
-            identity_token: Some("0123456789abcdef-secret".into()),
+            identity: RawIdentity {
+                identity: Some("static,token".into()),
+                identity_token: Some("0123456789abcdef-secret".into()),
+                ..base().identity
+            },
             ..base()
         })
         .unwrap();
@@ -347,12 +447,20 @@ mod tests {
         let path = dir.path().join("ids");
         std::fs::write(&path, "# pods\n127.0.0.2 alice\n127.0.0.3=bob # second\n\n").unwrap();
         let c = Config::from_raw(RawConfig {
-            identity_static: None,
-            identity_static_file: Some(path.to_string_lossy().into()),
+            identity: RawIdentity {
+                identity_static: None,
+                identity_static_file: Some(path.to_string_lossy().into()),
+                ..base().identity
+            },
             ..base()
         })
         .unwrap();
-        assert_eq!(c.identity.static_identities.len(), 2);
-        assert_eq!(c.identity.static_identities[1].1, "bob");
+        match &c.identity.sources[..] {
+            [IdentitySource::Static(pairs)] => {
+                assert_eq!(pairs.len(), 2);
+                assert_eq!(pairs[1].1, "bob");
+            }
+            other => panic!("expected one static source, got {other:?}"),
+        }
     }
 }

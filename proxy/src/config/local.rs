@@ -4,10 +4,46 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::values::{boolean, count, list, positive_dur, set};
-use super::{ConfigError, RawConfig, err, sandbox_server};
+use super::{ConfigError, err, sandbox_server};
 use crate::backend::local::LocalSettings;
 
-pub(super) fn settings(raw: &RawConfig) -> Result<LocalSettings, ConfigError> {
+/// Settings of the local backend, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Local backend")]
+pub struct RawLocal {
+    /// The sandbox server program.
+    #[arg(long, env = "LOCAL_SANDBOX_SERVER")]
+    pub local_sandbox_server: Option<String>,
+    /// The node executable.
+    #[arg(long, env = "LOCAL_NODE")]
+    pub local_node: Option<String>,
+    /// The Chromium executable.
+    #[arg(long, env = "LOCAL_CHROMIUM")]
+    pub local_chromium: Option<String>,
+    /// Extra comma-separated Chromium flags.
+    #[arg(long, env = "LOCAL_CHROMIUM_ARGS")]
+    pub local_chromium_args: Option<String>,
+    /// Started sandboxes kept ready for cold ensures.
+    #[arg(long, env = "LOCAL_WARM_POOL")]
+    pub local_warm_pool: Option<String>,
+    /// The most sandboxes (pool included) that may run at once.
+    #[arg(long, env = "LOCAL_MAX_SANDBOXES")]
+    pub local_max_sandboxes: Option<String>,
+    /// Also start @playwright/mcp in each sandbox.
+    #[arg(long, env = "LOCAL_MCP")]
+    pub local_mcp: Option<String>,
+    /// Loopback address the sandboxes bind.
+    #[arg(long, env = "LOCAL_BIND")]
+    pub local_bind: Option<String>,
+    /// Directory under which each sandbox gets its own TMPDIR and HOME.
+    #[arg(long, env = "LOCAL_TMP_DIR")]
+    pub local_tmp_dir: Option<String>,
+    /// How long a sandbox may take to start.
+    #[arg(long, env = "LOCAL_START_TIMEOUT")]
+    pub local_start_timeout: Option<String>,
+}
+
+pub(super) fn settings(raw: &RawLocal) -> Result<LocalSettings, ConfigError> {
     let mut local = LocalSettings {
         sandbox_server: PathBuf::from(
             set(&raw.local_sandbox_server).unwrap_or(sandbox_server::IN_CHECKOUT),
@@ -60,11 +96,15 @@ pub(super) fn settings(raw: &RawConfig) -> Result<LocalSettings, ConfigError> {
 mod tests {
     use super::super::tests::{base, fails};
     use super::super::{BackendConfig, Config, RawConfig};
+    use super::RawLocal;
 
     #[test]
     fn each_local_rule_names_its_variable() {
         let BackendConfig::Local(l) = Config::from_raw(RawConfig {
-            local_chromium_args: Some("--a, ,--b".into()),
+            local: RawLocal {
+                local_chromium_args: Some("--a, ,--b".into()),
+                ..base().local
+            },
             ..base()
         })
         .unwrap()
@@ -76,7 +116,10 @@ mod tests {
         assert_eq!(l.chromium_args, vec!["--a", "--b"]);
         fails(
             RawConfig {
-                local_warm_pool: Some("9".into()),
+                local: RawLocal {
+                    local_warm_pool: Some("9".into()),
+                    ..base().local
+                },
                 ..base()
             },
             "LOCAL_WARM_POOL",
@@ -84,7 +127,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                local_max_sandboxes: Some("0".into()),
+                local: RawLocal {
+                    local_max_sandboxes: Some("0".into()),
+                    ..base().local
+                },
                 ..base()
             },
             "LOCAL_MAX_SANDBOXES",
@@ -92,7 +138,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                local_mcp: Some("maybe".into()),
+                local: RawLocal {
+                    local_mcp: Some("maybe".into()),
+                    ..base().local
+                },
                 ..base()
             },
             "LOCAL_MCP",
@@ -100,7 +149,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                local_sandbox_server: Some("/nonexistent/server.js".into()),
+                local: RawLocal {
+                    local_sandbox_server: Some("/nonexistent/server.js".into()),
+                    ..base().local
+                },
                 ..base()
             },
             "LOCAL_SANDBOX_SERVER",
@@ -108,7 +160,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                local_tmp_dir: Some("/tmp/a-rather-long-directory-name-for-sandboxes".into()),
+                local: RawLocal {
+                    local_tmp_dir: Some("/tmp/a-rather-long-directory-name-for-sandboxes".into()),
+                    ..base().local
+                },
                 ..base()
             },
             "LOCAL_TMP_DIR",

@@ -29,8 +29,11 @@ use crate::backend::kars::KarsSettings;
 use crate::backend::local::LocalSettings;
 use crate::backend::sandbox_claim::SandboxClaimSettings;
 use crate::backend::substrate::SubstrateSettings;
-pub use identity::{IdentityConfig, IdentitySource};
+pub use cluster::{RawIsola, RawKars, RawSandboxClaim};
+pub use identity::{IdentityConfig, IdentityKind, IdentitySource, RawIdentity};
+pub use local::RawLocal;
 pub use raw::RawConfig;
+pub use substrate::RawSubstrate;
 use values::{count, dur, port, positive_dur, secret, set};
 pub use values::{parse_authority, parse_listen_addr};
 
@@ -149,7 +152,7 @@ impl Config {
         !matches!(
             self.backend,
             BackendConfig::Local(_) | BackendConfig::Substrate(_)
-        ) || self.identity.uses(IdentitySource::Pods)
+        ) || self.identity.uses(IdentityKind::Pods)
     }
 
     /// Reads the command line and the environment.
@@ -241,7 +244,7 @@ impl Config {
         };
         let pod_namespace = set(&raw.pod_namespace).map(str::to_string);
         let label_key = identity::label_key(&raw)?;
-        let identity = identity::settings(&raw, backend, pod_namespace.as_deref())?;
+        let identity = identity::settings(&raw.identity, backend, pod_namespace.as_deref())?;
 
         let session_api_token = secret(
             "SESSION_API_TOKEN",
@@ -256,7 +259,7 @@ impl Config {
         }
 
         let backend = match backend {
-            BackendKind::Local => BackendConfig::Local(local::settings(&raw)?),
+            BackendKind::Local => BackendConfig::Local(local::settings(&raw.local)?),
             BackendKind::Substrate => {
                 if upstream_host == HostPolicy::Preserve {
                     return Err(err(
@@ -264,7 +267,7 @@ impl Config {
                         "preserve cannot work with BACKEND=substrate: atenet routes by the Host header, which must name the actor",
                     ));
                 }
-                BackendConfig::Substrate(substrate::settings(&raw)?)
+                BackendConfig::Substrate(substrate::settings(&raw.substrate)?)
             }
             kind => {
                 let Some(namespace) = pod_namespace.clone() else {
@@ -280,13 +283,13 @@ impl Config {
                     mcp_port: sandbox_mcp_port,
                 };
                 match kind {
-                    BackendKind::SandboxClaim => {
-                        BackendConfig::SandboxClaim(cluster::sandbox_claim(&raw, common)?)
-                    }
+                    BackendKind::SandboxClaim => BackendConfig::SandboxClaim(
+                        cluster::sandbox_claim(&raw.sandbox_claim, common)?,
+                    ),
                     BackendKind::KarsSandbox => {
-                        BackendConfig::KarsSandbox(cluster::kars(&raw, common)?)
+                        BackendConfig::KarsSandbox(cluster::kars(&raw.kars, common)?)
                     }
-                    _ => BackendConfig::Isola(cluster::isola(&raw, common)?),
+                    _ => BackendConfig::Isola(cluster::isola(&raw.isola, common)?),
                 }
             }
         };
@@ -338,8 +341,16 @@ pub(super) mod tests {
     /// Valid settings of the local backend with one static identity.
     pub(super) fn base() -> RawConfig {
         RawConfig {
-            identity_static: Some("127.0.0.2=alice".into()),
-            local_sandbox_server: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into()),
+            identity: RawIdentity {
+                identity_static: Some("127.0.0.2=alice".into()),
+                ..Default::default()
+            },
+            local: RawLocal {
+                local_sandbox_server: Some(
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into(),
+                ),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -349,8 +360,14 @@ pub(super) mod tests {
         RawConfig {
             backend: Some("sandboxclaim".into()),
             pod_namespace: Some("proxy".into()),
-            warmpool_name: Some("playwright".into()),
-            identity_static: None,
+            sandbox_claim: RawSandboxClaim {
+                warmpool_name: Some("playwright".into()),
+                ..base().sandbox_claim
+            },
+            identity: RawIdentity {
+                identity_static: None,
+                ..base().identity
+            },
             ..base()
         }
     }
@@ -379,7 +396,7 @@ pub(super) mod tests {
         assert_eq!(c.sandbox_mcp_port, None);
         assert_eq!(c.label_key, "playwright-id");
         assert_eq!(c.backend.kind(), BackendKind::Local);
-        assert_eq!(c.identity.sources, vec![IdentitySource::Static]);
+        assert_eq!(c.identity.kinds(), vec![IdentityKind::Static]);
     }
 
     #[test]

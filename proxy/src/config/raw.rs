@@ -1,9 +1,11 @@
 //! The command line and environment as given: every setting is an optional string, so that empty
-//! values can count as unset and each rule can name its variable. Validation is in the sibling modules.
+//! values can count as unset and each rule can name its variable. The settings of one identity
+//! source family, backend or feature are a flattened group that lives beside its validation (and
+//! has its own heading in `--help`); what is left here is the proxy's own.
 
 use clap::Parser;
 
-use super::{admission, replicas};
+use super::{admission, cluster, identity, local, replicas, substrate};
 
 /// Raw settings as given on the command line or in the environment. Empty strings count as unset,
 /// as in the reference.
@@ -31,24 +33,6 @@ pub struct RawConfig {
     /// Pod label whose value is the caller's sandbox id.
     #[arg(long, env = "PLAYWRIGHT_LABEL_KEY")]
     pub playwright_label_key: Option<String>,
-    /// Identity sources, comma-separated and tried in order: static, token, pods.
-    #[arg(long, env = "IDENTITY")]
-    pub identity: Option<String>,
-    /// File of `<ip> <id>` lines for the static identity source.
-    #[arg(long, env = "IDENTITY_STATIC_FILE")]
-    pub identity_static_file: Option<String>,
-    /// Inline static identities: `ip=id,ip=id`.
-    #[arg(long, env = "IDENTITY_STATIC")]
-    pub identity_static: Option<String>,
-    /// Bearer token that lets a trusted caller name its id in a header (token identity).
-    #[arg(long, env = "IDENTITY_TOKEN", hide_env_values = true)]
-    pub identity_token: Option<String>,
-    /// File holding the identity bearer token.
-    #[arg(long, env = "IDENTITY_TOKEN_FILE")]
-    pub identity_token_file: Option<String>,
-    /// Header in which a token-authenticated caller names its id.
-    #[arg(long, env = "IDENTITY_ID_HEADER")]
-    pub identity_id_header: Option<String>,
     /// Bearer token for the admin session API (off when unset).
     #[arg(long, env = "SESSION_API_TOKEN", hide_env_values = true)]
     pub session_api_token: Option<String>,
@@ -100,102 +84,72 @@ pub struct RawConfig {
     /// Log format: json or text.
     #[arg(long, env = "LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Budget of the API fallback lookup for a caller the pod cache does not know yet (informer lag);
-    /// after it the caller gets 403.
-    #[arg(long, env = "IDENTITY_LOOKUP_TIMEOUT")]
-    pub identity_lookup_timeout: Option<String>,
-    /// sandboxclaim backend: the SandboxWarmPool every claim references.
-    #[arg(long, env = "WARMPOOL_NAME")]
-    pub warmpool_name: Option<String>,
-    /// sandboxclaim backend: accepted for compatibility with the reference; v1beta1 claims reference
-    /// only the warm pool, so it is not used.
-    #[arg(long, env = "SANDBOX_TEMPLATE_NAME")]
-    pub sandbox_template_name: Option<String>,
-    /// karssandbox backend: the inference reference every sandbox gets.
-    #[arg(long, env = "KARS_INFERENCE_REF")]
-    pub kars_inference_ref: Option<String>,
-    /// karssandbox backend: the sandbox container image.
-    #[arg(long, env = "KARS_SANDBOX_IMAGE")]
-    pub kars_sandbox_image: Option<String>,
-    /// substrate backend: the ate-api gRPC endpoint, host:port.
-    #[arg(long, env = "SUBSTRATE_API_ENDPOINT")]
-    pub substrate_api_endpoint: Option<String>,
-    /// substrate backend: the atenet router every sandbox is reached through (by Host header), host:port.
-    #[arg(long, env = "SUBSTRATE_ROUTER_ADDR")]
-    pub substrate_router_addr: Option<String>,
-    /// substrate backend: the ActorTemplate of new actors, namespace/name.
-    #[arg(long, env = "SUBSTRATE_ACTOR_TEMPLATE")]
-    pub substrate_actor_template: Option<String>,
-    /// substrate backend: resume with boot=true (from the template, not a snapshot).
-    #[arg(long, env = "SUBSTRATE_FORCE_BOOT")]
-    pub substrate_force_boot: Option<String>,
-    /// substrate backend: `verify` (TLS, the default), `skip-verify` (TLS without checking the
-    /// certificate: the reference's behaviour) or `plaintext` (no TLS).
-    #[arg(long, env = "SUBSTRATE_TLS")]
-    pub substrate_tls: Option<String>,
-    /// substrate backend: PEM bundle of the CAs that sign the API's certificate (default: system roots).
-    #[arg(long, env = "SUBSTRATE_CA_FILE")]
-    pub substrate_ca_file: Option<String>,
-    /// substrate backend: name to verify the API's certificate against (and send as SNI), when it is
-    /// not the endpoint's host.
-    #[arg(long, env = "SUBSTRATE_TLS_SERVER_NAME")]
-    pub substrate_tls_server_name: Option<String>,
-    /// substrate backend: deadline of each gRPC call.
-    #[arg(long, env = "SUBSTRATE_CALL_TIMEOUT")]
-    pub substrate_call_timeout: Option<String>,
-    /// substrate backend: attempts per gRPC call when substrate answers Aborted or Unavailable.
-    #[arg(long, env = "SUBSTRATE_MAX_ATTEMPTS")]
-    pub substrate_max_attempts: Option<String>,
-    /// substrate backend: interval of the GetActor and readiness polls.
-    #[arg(long, env = "SUBSTRATE_POLL_INTERVAL")]
-    pub substrate_poll_interval: Option<String>,
-    /// substrate backend: how long an actor may take to reach RUNNING (or SUSPENDED on delete).
-    #[arg(long, env = "SUBSTRATE_RUNNING_TIMEOUT")]
-    pub substrate_running_timeout: Option<String>,
-    /// substrate backend: how long a RUNNING actor's workload may take to answer through the router.
-    #[arg(long, env = "SUBSTRATE_PROBE_TIMEOUT")]
-    pub substrate_probe_timeout: Option<String>,
-    /// isola backend: namespace of the Sandbox objects (isola's `sandboxNamespace.name`).
-    #[arg(long, env = "ISOLA_NAMESPACE")]
-    pub isola_namespace: Option<String>,
-    /// isola backend: the sandbox container image.
-    #[arg(long, env = "ISOLA_SANDBOX_IMAGE")]
-    pub isola_sandbox_image: Option<String>,
-    /// isola backend: comma-separated CIDRs the sandboxes may reach besides the internet.
-    #[arg(long, env = "ISOLA_ALLOWED_EGRESS_CIDRS")]
-    pub isola_allowed_egress_cidrs: Option<String>,
-    /// Local backend: the sandbox server program.
-    #[arg(long, env = "LOCAL_SANDBOX_SERVER")]
-    pub local_sandbox_server: Option<String>,
-    /// Local backend: the node executable.
-    #[arg(long, env = "LOCAL_NODE")]
-    pub local_node: Option<String>,
-    /// Local backend: the Chromium executable.
-    #[arg(long, env = "LOCAL_CHROMIUM")]
-    pub local_chromium: Option<String>,
-    /// Local backend: extra comma-separated Chromium flags.
-    #[arg(long, env = "LOCAL_CHROMIUM_ARGS")]
-    pub local_chromium_args: Option<String>,
-    /// Local backend: started sandboxes kept ready for cold ensures.
-    #[arg(long, env = "LOCAL_WARM_POOL")]
-    pub local_warm_pool: Option<String>,
-    /// Local backend: the most sandboxes (pool included) that may run at once.
-    #[arg(long, env = "LOCAL_MAX_SANDBOXES")]
-    pub local_max_sandboxes: Option<String>,
-    /// Local backend: also start @playwright/mcp in each sandbox.
-    #[arg(long, env = "LOCAL_MCP")]
-    pub local_mcp: Option<String>,
-    /// Local backend: loopback address the sandboxes bind.
-    #[arg(long, env = "LOCAL_BIND")]
-    pub local_bind: Option<String>,
-    /// Local backend: directory under which each sandbox gets its own TMPDIR and HOME.
-    #[arg(long, env = "LOCAL_TMP_DIR")]
-    pub local_tmp_dir: Option<String>,
-    /// Local backend: how long a sandbox may take to start.
-    #[arg(long, env = "LOCAL_START_TIMEOUT")]
-    pub local_start_timeout: Option<String>,
+    #[command(flatten)]
+    pub identity: identity::RawIdentity,
+    #[command(flatten)]
+    pub local: local::RawLocal,
+    #[command(flatten)]
+    pub sandbox_claim: cluster::RawSandboxClaim,
+    #[command(flatten)]
+    pub kars: cluster::RawKars,
+    #[command(flatten)]
+    pub isola: cluster::RawIsola,
+    #[command(flatten)]
+    pub substrate: substrate::RawSubstrate,
     #[command(flatten)]
     pub replicas: replicas::RawReplicas,
     #[command(flatten)]
     pub admission: admission::RawAdmission,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::RawConfig;
+
+    #[test]
+    fn each_group_keeps_its_flags_and_has_its_own_heading() {
+        RawConfig::command().debug_assert();
+        let raw = RawConfig::try_parse_from([
+            "sandcanary-proxy",
+            "--identity=token",
+            "--identity-token-file=/run/token",
+            "--local-warm-pool=3",
+            "--warmpool-name=pool",
+            "--kars-sandbox-image=img",
+            "--isola-namespace=iso",
+            "--substrate-tls=plaintext",
+            "--leader-election=true",
+            "--max-sandboxes=9",
+        ])
+        .unwrap();
+        assert_eq!(raw.identity.identity.as_deref(), Some("token"));
+        assert_eq!(
+            raw.identity.identity_token_file.as_deref(),
+            Some("/run/token")
+        );
+        assert_eq!(raw.local.local_warm_pool.as_deref(), Some("3"));
+        assert_eq!(raw.sandbox_claim.warmpool_name.as_deref(), Some("pool"));
+        assert_eq!(raw.kars.kars_sandbox_image.as_deref(), Some("img"));
+        assert_eq!(raw.isola.isola_namespace.as_deref(), Some("iso"));
+        assert_eq!(raw.substrate.substrate_tls.as_deref(), Some("plaintext"));
+        assert_eq!(raw.replicas.leader_election.as_deref(), Some("true"));
+        assert_eq!(raw.admission.max_sandboxes.as_deref(), Some("9"));
+        let help = RawConfig::command().render_long_help().to_string();
+        for heading in [
+            "Identity:",
+            "Local backend:",
+            "Sandboxclaim backend:",
+            "Karssandbox backend:",
+            "Isola backend:",
+            "Substrate backend:",
+            "Several replicas:",
+            "Admission:",
+        ] {
+            assert!(help.contains(heading), "no {heading:?} in --help");
+        }
+        // The token's value never shows in --help, even when it is set in the environment.
+        assert!(help.contains("--identity-token <IDENTITY_TOKEN>"));
+    }
 }

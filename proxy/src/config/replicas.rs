@@ -14,6 +14,7 @@ use crate::replicas::ElectionConfig;
 
 /// Raw replica settings (flattened into the command line and environment).
 #[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Several replicas")]
 pub struct RawReplicas {
     /// Run as one of several replicas: elect a leader with a coordination.k8s.io Lease; only the
     /// leader deletes idle sandboxes, judging from activity every replica records on the sandbox

@@ -2,11 +2,55 @@
 //! budgets of its gRPC calls and polls.
 
 use super::values::{boolean, count, parse_authority, positive_dur, set};
-use super::{ConfigError, RawConfig, err};
+use super::{ConfigError, err};
 use crate::backend::substrate::{SubstrateSettings, SubstrateTls};
 
+/// Settings of the substrate backend, as given.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Substrate backend")]
+pub struct RawSubstrate {
+    /// The ate-api gRPC endpoint, host:port.
+    #[arg(long, env = "SUBSTRATE_API_ENDPOINT")]
+    pub substrate_api_endpoint: Option<String>,
+    /// The atenet router every sandbox is reached through (by Host header), host:port.
+    #[arg(long, env = "SUBSTRATE_ROUTER_ADDR")]
+    pub substrate_router_addr: Option<String>,
+    /// The ActorTemplate of new actors, namespace/name.
+    #[arg(long, env = "SUBSTRATE_ACTOR_TEMPLATE")]
+    pub substrate_actor_template: Option<String>,
+    /// Resume with boot=true (from the template, not a snapshot).
+    #[arg(long, env = "SUBSTRATE_FORCE_BOOT")]
+    pub substrate_force_boot: Option<String>,
+    /// substrate backend: `verify` (TLS, the default), `skip-verify` (TLS without checking the
+    /// certificate: the reference's behaviour) or `plaintext` (no TLS).
+    #[arg(long, env = "SUBSTRATE_TLS")]
+    pub substrate_tls: Option<String>,
+    /// PEM bundle of the CAs that sign the API's certificate (default: system roots).
+    #[arg(long, env = "SUBSTRATE_CA_FILE")]
+    pub substrate_ca_file: Option<String>,
+    /// Name to verify the API's certificate against (and send as SNI), when it is
+    /// not the endpoint's host.
+    #[arg(long, env = "SUBSTRATE_TLS_SERVER_NAME")]
+    pub substrate_tls_server_name: Option<String>,
+    /// Deadline of each gRPC call.
+    #[arg(long, env = "SUBSTRATE_CALL_TIMEOUT")]
+    pub substrate_call_timeout: Option<String>,
+    /// Attempts per gRPC call when substrate answers Aborted or Unavailable.
+    #[arg(long, env = "SUBSTRATE_MAX_ATTEMPTS")]
+    pub substrate_max_attempts: Option<String>,
+    /// Interval of the GetActor and readiness polls.
+    #[arg(long, env = "SUBSTRATE_POLL_INTERVAL")]
+    pub substrate_poll_interval: Option<String>,
+    /// How long an actor may take to reach RUNNING (or SUSPENDED on delete).
+    #[arg(long, env = "SUBSTRATE_RUNNING_TIMEOUT")]
+    pub substrate_running_timeout: Option<String>,
+    /// How long a RUNNING actor's workload may take to answer through the router.
+    #[arg(long, env = "SUBSTRATE_PROBE_TIMEOUT")]
+    pub substrate_probe_timeout: Option<String>,
+}
+
 /// Validates the SUBSTRATE_* settings; only read when BACKEND=substrate.
-pub(super) fn settings(raw: &RawConfig) -> Result<SubstrateSettings, ConfigError> {
+pub(super) fn settings(raw: &RawSubstrate) -> Result<SubstrateSettings, ConfigError> {
     let api_endpoint = parse_authority(
         "SUBSTRATE_API_ENDPOINT",
         set(&raw.substrate_api_endpoint).unwrap_or("api.ate-system.svc.cluster.local:443"),
@@ -147,7 +191,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::{base, fails};
-    use super::super::{BackendConfig, Config, RawConfig};
+    use super::super::{BackendConfig, Config, RawConfig, RawIdentity};
     use super::*;
 
     fn substrate(c: Config) -> SubstrateSettings {
@@ -161,8 +205,14 @@ mod tests {
     fn substrate_settings_are_validated_by_name() {
         let sub = || RawConfig {
             backend: Some("substrate".into()),
-            identity: Some("static".into()),
-            substrate_actor_template: Some("ate-test/playwright".into()),
+            identity: RawIdentity {
+                identity: Some("static".into()),
+                ..base().identity
+            },
+            substrate: RawSubstrate {
+                substrate_actor_template: Some("ate-test/playwright".into()),
+                ..base().substrate
+            },
             ..base()
         };
         let c = Config::from_raw(sub()).unwrap();
@@ -190,9 +240,12 @@ mod tests {
         assert_eq!(s.probe_timeout, Duration::from_secs(30));
         // IPv6 routers work when bracketed (the reference split at the first ':').
         let c = Config::from_raw(RawConfig {
-            substrate_router_addr: Some("[fd00::1]:8080".into()),
-            substrate_force_boot: Some("true".into()),
-            substrate_tls: Some("plaintext".into()),
+            substrate: RawSubstrate {
+                substrate_router_addr: Some("[fd00::1]:8080".into()),
+                substrate_force_boot: Some("true".into()),
+                substrate_tls: Some("plaintext".into()),
+                ..sub().substrate
+            },
             ..sub()
         })
         .unwrap();
@@ -203,7 +256,10 @@ mod tests {
         // Default identity for substrate is the pod one, which needs POD_NAMESPACE.
         fails(
             RawConfig {
-                identity: None,
+                identity: RawIdentity {
+                    identity: None,
+                    ..sub().identity
+                },
                 ..sub()
             },
             "POD_NAMESPACE",
@@ -211,7 +267,10 @@ mod tests {
         );
         fails(
             RawConfig {
-                substrate_actor_template: None,
+                substrate: RawSubstrate {
+                    substrate_actor_template: None,
+                    ..sub().substrate
+                },
                 ..sub()
             },
             "SUBSTRATE_ACTOR_TEMPLATE",
@@ -220,7 +279,10 @@ mod tests {
         for bad in ["playwright", "/playwright", "ns/", "NS/x", "a/b/c"] {
             fails(
                 RawConfig {
-                    substrate_actor_template: Some(bad.into()),
+                    substrate: RawSubstrate {
+                        substrate_actor_template: Some(bad.into()),
+                        ..sub().substrate
+                    },
                     ..sub()
                 },
                 "SUBSTRATE_ACTOR_TEMPLATE",
@@ -230,8 +292,8 @@ mod tests {
         let bad_addr = |var: &'static str, v: &str, needle: &str| {
             let mut raw = sub();
             match var {
-                "SUBSTRATE_API_ENDPOINT" => raw.substrate_api_endpoint = Some(v.into()),
-                _ => raw.substrate_router_addr = Some(v.into()),
+                "SUBSTRATE_API_ENDPOINT" => raw.substrate.substrate_api_endpoint = Some(v.into()),
+                _ => raw.substrate.substrate_router_addr = Some(v.into()),
             }
             fails(raw, var, needle);
         };
@@ -256,68 +318,68 @@ mod tests {
             "atenet routes by the Host header",
         );
         one(
-            |r| r.substrate_force_boot = Some("yes please".into()),
+            |r| r.substrate.substrate_force_boot = Some("yes please".into()),
             "SUBSTRATE_FORCE_BOOT",
             "not a boolean",
         );
         one(
-            |r| r.substrate_tls = Some("off".into()),
+            |r| r.substrate.substrate_tls = Some("off".into()),
             "SUBSTRATE_TLS",
             "verify, skip-verify, plaintext",
         );
         one(
-            |r| r.substrate_ca_file = Some("/nonexistent/ca.pem".into()),
+            |r| r.substrate.substrate_ca_file = Some("/nonexistent/ca.pem".into()),
             "SUBSTRATE_CA_FILE",
             "cannot read",
         );
         one(
             |r| {
-                r.substrate_tls = Some("skip-verify".into());
-                r.substrate_ca_file = Some("/etc/hostname".into());
+                r.substrate.substrate_tls = Some("skip-verify".into());
+                r.substrate.substrate_ca_file = Some("/etc/hostname".into());
             },
             "SUBSTRATE_CA_FILE",
             "only used with SUBSTRATE_TLS=verify",
         );
         one(
             |r| {
-                r.substrate_tls = Some("plaintext".into());
-                r.substrate_tls_server_name = Some("api".into());
+                r.substrate.substrate_tls = Some("plaintext".into());
+                r.substrate.substrate_tls_server_name = Some("api".into());
             },
             "SUBSTRATE_TLS_SERVER_NAME",
             "meaningless",
         );
         one(
-            |r| r.substrate_tls_server_name = Some("not a name!".into()),
+            |r| r.substrate.substrate_tls_server_name = Some("not a name!".into()),
             "SUBSTRATE_TLS_SERVER_NAME",
             "not a DNS name",
         );
         one(
-            |r| r.substrate_call_timeout = Some("0s".into()),
+            |r| r.substrate.substrate_call_timeout = Some("0s".into()),
             "SUBSTRATE_CALL_TIMEOUT",
             "greater than zero",
         );
         one(
-            |r| r.substrate_poll_interval = Some("fast".into()),
+            |r| r.substrate.substrate_poll_interval = Some("fast".into()),
             "SUBSTRATE_POLL_INTERVAL",
             "duration",
         );
         one(
-            |r| r.substrate_running_timeout = Some("-1s".into()),
+            |r| r.substrate.substrate_running_timeout = Some("-1s".into()),
             "SUBSTRATE_RUNNING_TIMEOUT",
             "negative",
         );
         one(
-            |r| r.substrate_probe_timeout = Some("0".into()),
+            |r| r.substrate.substrate_probe_timeout = Some("0".into()),
             "SUBSTRATE_PROBE_TIMEOUT",
             "greater than zero",
         );
         one(
-            |r| r.substrate_max_attempts = Some("0".into()),
+            |r| r.substrate.substrate_max_attempts = Some("0".into()),
             "SUBSTRATE_MAX_ATTEMPTS",
             "below the minimum",
         );
         one(
-            |r| r.substrate_max_attempts = Some("1000".into()),
+            |r| r.substrate.substrate_max_attempts = Some("1000".into()),
             "SUBSTRATE_MAX_ATTEMPTS",
             "above the maximum",
         );
@@ -328,7 +390,10 @@ mod tests {
         std::fs::write(&junk, "not a certificate\n").unwrap();
         fails(
             RawConfig {
-                substrate_ca_file: Some(junk.to_string_lossy().into()),
+                substrate: RawSubstrate {
+                    substrate_ca_file: Some(junk.to_string_lossy().into()),
+                    ..sub().substrate
+                },
                 ..sub()
             },
             "SUBSTRATE_CA_FILE",
@@ -342,7 +407,10 @@ mod tests {
         .unwrap();
         fails(
             RawConfig {
-                substrate_ca_file: Some(broken.to_string_lossy().into()),
+                substrate: RawSubstrate {
+                    substrate_ca_file: Some(broken.to_string_lossy().into()),
+                    ..sub().substrate
+                },
                 ..sub()
             },
             "SUBSTRATE_CA_FILE",
@@ -352,8 +420,11 @@ mod tests {
         let good = dir.path().join("ca.pem");
         std::fs::write(&good, ca.cert.pem()).unwrap();
         let c = Config::from_raw(RawConfig {
-            substrate_ca_file: Some(good.to_string_lossy().into()),
-            substrate_tls_server_name: Some("api.ate-system.svc".into()),
+            substrate: RawSubstrate {
+                substrate_ca_file: Some(good.to_string_lossy().into()),
+                substrate_tls_server_name: Some("api.ate-system.svc".into()),
+                ..sub().substrate
+            },
             ..sub()
         })
         .unwrap();

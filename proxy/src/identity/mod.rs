@@ -47,6 +47,11 @@ pub trait Identity: Send + Sync + 'static {
     }
 }
 
+/// The configuration lists the pods source but no Kubernetes client was given to watch pods with.
+#[derive(Debug, thiserror::Error)]
+#[error("IDENTITY: the pods identity source needs a Kubernetes client")]
+pub struct NoKubeClient;
+
 /// Sources tried in order; the first that knows the caller decides.
 pub struct Chain {
     sources: Vec<Arc<dyn Identity>>,
@@ -57,44 +62,35 @@ impl Chain {
         Self { sources }
     }
 
-    /// The sources the configuration names, without `pods` (which needs a Kubernetes client; see
-    /// [`Chain::with_kube`]).
-    pub fn from_config(cfg: &Config) -> Self {
+    /// The sources the configuration names, for a configuration without `pods` (which needs a
+    /// Kubernetes client; see [`Chain::with_kube`]).
+    pub fn from_config(cfg: &Config) -> Result<Self, NoKubeClient> {
         Self::with_kube(cfg, None)
     }
 
-    /// The sources the configuration names; `pods` watches through `kube`, which must be given when
-    /// the configuration lists it.
-    pub fn with_kube(cfg: &Config, kube: Option<kube::Client>) -> Self {
+    /// The sources the configuration names; `pods` watches through `kube`.
+    pub fn with_kube(cfg: &Config, kube: Option<kube::Client>) -> Result<Self, NoKubeClient> {
         let mut sources: Vec<Arc<dyn Identity>> = Vec::new();
         for src in &cfg.identity.sources {
-            match src {
-                IdentitySource::Static => sources.push(Arc::new(StaticIdentity::new(
-                    cfg.identity.static_identities.iter().cloned(),
-                ))),
-                IdentitySource::Token => sources.push(Arc::new(TokenIdentity::new(
-                    cfg.identity
-                        .token
-                        .clone()
-                        .expect("validated: token mode has a token"),
-                    cfg.identity.id_header.clone(),
-                ))),
-                IdentitySource::Pods => {
-                    let client = kube
-                        .clone()
-                        .expect("the pods identity source needs a Kubernetes client");
-                    sources.push(Arc::new(PodIdentity::start(
-                        client,
-                        cfg.pod_namespace
-                            .as_deref()
-                            .expect("validated: pods identity has POD_NAMESPACE"),
-                        &cfg.label_key,
-                        cfg.identity.lookup_timeout,
-                    )))
+            sources.push(match src {
+                IdentitySource::Static(pairs) => {
+                    Arc::new(StaticIdentity::new(pairs.iter().cloned()))
                 }
-            }
+                IdentitySource::Token { token, id_header } => {
+                    Arc::new(TokenIdentity::new(token.clone(), id_header.clone()))
+                }
+                IdentitySource::Pods {
+                    namespace,
+                    lookup_timeout,
+                } => Arc::new(PodIdentity::start(
+                    kube.clone().ok_or(NoKubeClient)?,
+                    namespace,
+                    &cfg.label_key,
+                    *lookup_timeout,
+                )),
+            });
         }
-        Self::new(sources)
+        Ok(Self::new(sources))
     }
 }
 
@@ -164,6 +160,34 @@ mod tests {
         assert_eq!(
             chain.identify(other, &HeaderMap::new()).await,
             Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn the_pods_source_without_a_client_is_an_error_not_a_panic() {
+        use crate::config::{Config, RawConfig, RawIdentity, RawLocal};
+        let cfg = Config::from_raw(RawConfig {
+            pod_namespace: Some("proxy".into()),
+            identity: RawIdentity {
+                identity: Some("static,pods".into()),
+                identity_static: Some("127.0.0.2=alice".into()),
+                ..Default::default()
+            },
+            local: RawLocal {
+                local_sandbox_server: Some(
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let e = Chain::from_config(&cfg)
+            .err()
+            .expect("no client for the pods source");
+        assert_eq!(
+            e.to_string(),
+            "IDENTITY: the pods identity source needs a Kubernetes client"
         );
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sandcanary_proxy::backend::{Authority, Backend, BackendError, Endpoint};
-use sandcanary_proxy::config::{Config, RawConfig};
+use sandcanary_proxy::config::{Config, RawConfig, RawIdentity, RawLocal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -180,15 +180,21 @@ pub fn raw_config() -> RawConfig {
     RawConfig {
         listen_addr: Some("127.0.0.1:0".into()),
         metrics_addr: Some("127.0.0.1:0".into()),
-        identity_static: Some(
-            (2..=9)
-                .map(|i| format!("127.0.0.{i}=tenant-{i}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
         session_api_token: Some(SESSION_TOKEN.into()),
-        local_sandbox_server: Some(sandbox_server()),
         log_format: Some("text".into()),
+        identity: RawIdentity {
+            identity_static: Some(
+                (2..=9)
+                    .map(|i| format!("127.0.0.{i}=tenant-{i}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ..Default::default()
+        },
+        local: RawLocal {
+            local_sandbox_server: Some(sandbox_server()),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

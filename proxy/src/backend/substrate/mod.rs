@@ -99,9 +99,9 @@ fn looks_hashed(stripped: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The status message with its source chain: transport failures (refused, TLS, ...) carry their
-/// cause there only.
-fn describe(s: &Status) -> String {
+/// The status message with its source chain (transport failures such as refused or TLS carry their
+/// cause there only), on one line of bounded length: the text comes from the server.
+pub(crate) fn describe(s: &Status) -> String {
     let mut detail = s.message().to_string();
     let mut source = std::error::Error::source(s);
     while let Some(e) = source {
@@ -111,7 +111,7 @@ fn describe(s: &Status) -> String {
         }
         source = e.source();
     }
-    detail
+    clip(&detail)
 }
 
 fn status_of(a: &Actor) -> ActorStatus {
@@ -209,16 +209,15 @@ impl SubstrateBackend {
         }
     }
 
-    fn fail(rpc: &str, actor: &str, s: &Status) -> BackendError {
-        let what = format!(
-            "substrate {rpc} {actor}: {:?}: {}",
-            s.code(),
-            clip(&describe(s))
-        );
+    /// A failed call keeps its status as the error's source; a deadline that ran out is a timeout
+    /// like any other backend's.
+    fn fail(rpc: &str, actor: &str, s: Status) -> BackendError {
+        let action = format!("substrate {rpc} {actor}");
         match s.code() {
-            Code::DeadlineExceeded => BackendError::Timeout(what),
-            Code::ResourceExhausted => BackendError::Capacity(what),
-            _ => BackendError::Failed(what),
+            Code::DeadlineExceeded => {
+                BackendError::Timeout(format!("{action}: {:?}: {}", s.code(), describe(&s)))
+            }
+            _ => BackendError::grpc(action, s),
         }
     }
 
@@ -251,7 +250,7 @@ impl SubstrateBackend {
                 Ok(Some(a))
             }
             Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(Self::fail("GetActor", actor, &s)),
+            Err(s) => Err(Self::fail("GetActor", actor, s)),
         }
     }
 
@@ -279,7 +278,7 @@ impl SubstrateBackend {
                     "substrate actor {actor} already existed on create but is gone now"
                 ))
             }),
-            Err(s) => Err(Self::fail("CreateActor", actor, &s)),
+            Err(s) => Err(Self::fail("CreateActor", actor, s)),
         }
     }
 
@@ -346,7 +345,7 @@ impl SubstrateBackend {
                         Err(s) if s.code() == Code::NotFound => {
                             return Err(BackendError::NotFound(actor.to_string()));
                         }
-                        Err(s) => return Err(Self::fail("ResumeActor", actor, &s)),
+                        Err(s) => return Err(Self::fail("ResumeActor", actor, s)),
                     }
                 }
                 ActorStatus::Resuming if resumes > 0 => resuming_seen = true,
@@ -407,7 +406,7 @@ impl SubstrateBackend {
             Ok(_) => Ok(true),
             Err(s) if s.code() == Code::NotFound => Ok(false),
             Err(s) if s.code() == Code::FailedPrecondition => Ok(true),
-            Err(s) => Err(Self::fail("SuspendActor", actor, &s)),
+            Err(s) => Err(Self::fail("SuspendActor", actor, s)),
         }
     }
 
@@ -503,7 +502,7 @@ impl Backend for SubstrateBackend {
                         return Ok(());
                     }
                 }
-                Err(s) => return Err(Self::fail("DeleteActor", &actor, &s)),
+                Err(s) => return Err(Self::fail("DeleteActor", &actor, s)),
             }
         }
     }
@@ -527,7 +526,7 @@ impl Backend for SubstrateBackend {
                     c.list_actors(r).await
                 })
                 .await
-                .map_err(|s| Self::fail("ListActors", "*", &s))?;
+                .map_err(|s| Self::fail("ListActors", "*", s))?;
             for a in &page.actors {
                 if a.actor_template_namespace != self.cfg.template_namespace
                     || a.actor_template_name != self.cfg.template_name
