@@ -335,11 +335,11 @@ impl Config {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Valid settings of the local backend with one static identity.
-    pub(super) fn base() -> RawConfig {
+    pub(crate) fn base() -> RawConfig {
         RawConfig {
             identity: RawIdentity {
                 identity_static: Some("127.0.0.2=alice".into()),

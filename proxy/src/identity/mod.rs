@@ -165,21 +165,15 @@ mod tests {
 
     #[test]
     fn the_pods_source_without_a_client_is_an_error_not_a_panic() {
-        use crate::config::{Config, RawConfig, RawIdentity, RawLocal};
+        use crate::config::tests::base;
+        use crate::config::{Config, RawConfig, RawIdentity};
         let cfg = Config::from_raw(RawConfig {
             pod_namespace: Some("proxy".into()),
             identity: RawIdentity {
                 identity: Some("static,pods".into()),
-                identity_static: Some("127.0.0.2=alice".into()),
-                ..Default::default()
+                ..base().identity
             },
-            local: RawLocal {
-                local_sandbox_server: Some(
-                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into(),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
+            ..base()
         })
         .unwrap();
         let e = Chain::from_config(&cfg)
